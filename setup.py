@@ -1,0 +1,43 @@
+"""wler_jax: weakly labelled audio event recognition (Kumar & Raj 2017) in JAX/Flax."""
+from setuptools import find_packages, setup
+
+# Versions verified together on Python 3.11 (CPU, Nov 2026); see ../shared/STACK_NOTES.md.
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "ml-collections==1.1.0",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "librosa==0.11.0",
+    "soxr==1.1.0",
+    "soundfile==0.14.0",
+    "tensorflow-datasets==4.9.10",
+    "array-record==0.8.6",
+    "grain==0.2.18",
+    "tensorboardX==2.6.5",
+    "scikit-learn==1.9.1",
+    "sed_scores_eval==0.0.4",
+    "absl-py==2.5.1",
+    "tqdm==4.70.1",
+    "matplotlib==3.11.2",
+    "flatbuffers==25.12.19",  # jax.export serialisation
+]
+
+EXTRAS = {
+    "test": ["pytest==9.2.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+    # PyTorch only for side-by-side speed comparisons in bench/; never needed by the package.
+    "bench": ["torch==2.13.0"],
+}
+
+setup(
+    name="wler_jax",
+    version="0.1.0",
+    description="Weakly labelled audio event recognition (Kumar & Raj 2017) in JAX/Flax",
+    packages=find_packages(include=["wler_jax", "wler_jax.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
