@@ -655,7 +655,7 @@ def describe(size: str | SizePreset = "cpu", seed: int = 0) -> dict:
             "mean_labels": float(np.mean([len({e.label for e in evs}) for _, evs in items])),
             "mean_events": len(events) / len(items),
             "event_seconds_median": float(np.median([e.offset - e.onset for e in events])),
-            "event_time_fraction": covered / float(secs.sum()),
+            "event_time_fraction": float(covered / secs.sum()),
             **label_noise(items),
         }
     out["total_seconds"] = sum(s["total_seconds"] for s in out["splits"].values())

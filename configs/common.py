@@ -1,0 +1,88 @@
+"""Fields shared by configs/wler.py and configs/slat.py, and the `:variant,variant` parser.
+
+`--config=configs/wler.py:folder,smoke` selects variants; `--config.a.b=v` overrides any field.
+Datasets: synthetic (default) | urbansound | urbansound8k | esc50 | audioset | folder.
+Sizes: smoke (tests, seconds) | cpu (default: a laptop CPU in minutes) | full (the paper).
+"""
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import FieldReference
+
+DATASETS = ("synthetic", "urbansound", "urbansound8k", "esc50", "audioset", "folder")
+SIZES = ("smoke", "cpu", "full")
+
+
+def parse_arg(arg: str | None) -> tuple[str, str]:
+    """`'folder,smoke'` -> ('folder', 'smoke'); defaults ('synthetic', 'cpu')."""
+    dataset, size = "synthetic", "cpu"
+    for part in filter(None, (arg or "").split(",")):
+        part = part.strip()
+        if part in DATASETS:
+            dataset = part
+        elif part in SIZES:
+            size = part
+        else:
+            raise ValueError(f"unknown config variant {part!r}: choose datasets from {DATASETS} "
+                             f"and sizes from {SIZES}, comma-separated")
+    return dataset, size
+
+
+def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The full config for `method` ('wler' or 'slat') with the variants in `arg` applied."""
+    dataset, size = parse_arg(arg)
+    c = ml_collections.ConfigDict()
+    c.method = method  # 'wler': N_W on whole recordings; 'slat': N_S on windows (the baseline)
+    c.seed = 0  # model init, dropout and data order
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = dataset
+    c.data.size = {"smoke": "smoke", "cpu": "cpu", "full": "gpu"}[size]  # synthetic set size
+    c.data.seed = 0  # synthetic generation / folder split seed
+    c.data.path = FieldReference(None, field_type=str)  # folder/CSV of the 'folder' dataset
+    c.data.manual_dir = FieldReference(None, field_type=str)  # a user's copy of a corpus
+    c.data.data_dir = FieldReference(None, field_type=str)  # built tfds data; None: ~/.cache/wler_jax/tfds
+    c.data.validation_fold = -1  # urbansound8k / esc50 folds (-1: the builder's default)
+    c.data.test_fold = -1
+    c.data.classes = ""  # audioset: ';'-separated display names ('' = the paper's nine)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.width = 0.25  # channel width multiplier (1.0 = the paper's 96/128/128/256/256)
+    c.model.pooling = "max"  # max | mean | linear_softmax | exp_softmax | attention | auto_pool
+    c.model.dropout_rate = 0.5  # on the inputs of FC1/FCv1 and FC2/FCv2 (paper)
+    c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
+
+    c.input = ml_collections.ConfigDict()
+    c.input.frame_budget = 4 * 1280  # frames per batch (before the 4x scales); sets batch size
+    c.input.bucket_ratio = 1.5  # geometric ratio of the length-bucket ladder
+    c.input.max_frames = 0  # random training crops to this many frames (0 = whole recordings)
+    c.input.slat_hop = 128  # SLAT training window hop in frames (window = 128)
+    c.input.slat_eval_hop = 32  # SLAT test windows on N_T's 32-frame segment grid
+    c.input.num_threads = 2  # host threads reading and padding batches
+    c.input.prefetch = 2  # batches prepared ahead on the host and put on the device ahead
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = 20
+    c.train.optimizer = "adagrad"  # adagrad (paper, Lasagne semantics) | adam
+    c.train.learning_rate = 1e-3
+    c.train.adagrad_eps = 1e-6  # Lasagne's epsilon
+    c.train.adagrad_initial_accumulator = 0.0  # Lasagne starts the accumulator at 0
+    c.train.checkpoint_every_steps = 100  # latest checkpoint also every N steps within an epoch
+    c.train.log_every_steps = 10
+    c.train.eval_every_epochs = 1  # validation mAP every N epochs (best epoch kept)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.threshold = 0.5  # segment probability for localisation events / segment F1
+    c.eval.localisation = True  # when the dataset has true event times
+
+    if size == "smoke":
+        c.model.width = 0.125
+        c.train.epochs = 2
+        c.input.frame_budget = 2 * 1280
+        c.train.checkpoint_every_steps = 3
+        c.train.log_every_steps = 2
+    elif size == "full":
+        c.model.width = 1.0
+        c.train.epochs = 150
+        c.input.frame_budget = 32 * 1280
+    return c

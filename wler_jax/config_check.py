@@ -1,0 +1,67 @@
+"""Config checks before any work starts: unknown fields and bad values become clear errors.
+
+ml_collections reports an unknown `--config.x.y=v` as a raw AttributeError traceback and does
+not know which values make sense; `flags_parser` and `validate` turn both into one-line errors.
+"""
+from __future__ import annotations
+
+import sys
+
+import ml_collections
+from absl import flags
+
+from wler_jax import pooling
+
+CHOICES = {
+    "method": ("wler", "slat"),
+    "data.name": ("synthetic", "urbansound", "urbansound8k", "esc50", "audioset", "folder"),
+    "data.size": ("smoke", "cpu", "gpu"),
+    "model.pooling": tuple(pooling.POOLINGS),
+    "model.dtype": ("float32", "bfloat16"),
+    "train.optimizer": ("adagrad", "adam"),
+}
+POSITIVE = ("model.width", "input.frame_budget", "input.bucket_ratio", "input.slat_hop",
+            "input.slat_eval_hop", "train.epochs", "train.learning_rate",
+            "train.checkpoint_every_steps", "train.log_every_steps", "train.eval_every_epochs")
+
+
+def flags_parser(argv: list[str]) -> list[str]:
+    """absl flag parsing that exits with one clear line on an unknown config field."""
+    try:
+        return flags.FLAGS(argv)
+    except AttributeError as e:  # ml_collections: unknown field in --config.a.b=v
+        msg = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ")
+        bad = [a for a in argv[1:] if a.startswith("--config.")]
+        sys.exit(f"error: unknown config field in {bad}: {msg}")
+    except flags.Error as e:  # keep the cause, drop the config loader's traceback
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        sys.exit(f"error: {lines[0]} {lines[-1] if len(lines) > 1 else ''}".rstrip())
+    except ValueError as e:  # a bad ':variant'
+        sys.exit(f"error: {e}")
+
+
+def _get(config, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the field for any value outside its allowed range."""
+    problems = []
+    for field, allowed in CHOICES.items():
+        if _get(config, field) not in allowed:
+            problems.append(f"{field}={_get(config, field)!r} (choose from {', '.join(allowed)})")
+    for field in POSITIVE:
+        if not _get(config, field) > 0:
+            problems.append(f"{field}={_get(config, field)!r} (must be > 0)")
+    if not 0.0 <= config.model.dropout_rate < 1.0:
+        problems.append(f"model.dropout_rate={config.model.dropout_rate} (must be in [0, 1))")
+    if config.input.max_frames and config.input.max_frames < 128:
+        problems.append(f"input.max_frames={config.input.max_frames} (0 or >= 128)")
+    if config.data.name == "folder" and not config.data.path:
+        problems.append("data.path is required for the folder dataset "
+                        "(--config.data.path=FOLDER_OR_CSV)")
+    if problems:
+        raise ValueError("invalid config: " + "; ".join(problems))

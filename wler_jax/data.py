@@ -1,0 +1,95 @@
+"""From a config to data: open the configured dataset's splits, and read their labels/events.
+
+The bridge between `config.data` and `wler_jax.datasets.registry`; also the per-split label
+and event tables evaluation needs (read once per split and cached, without the audio).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+DEFAULT_DATA_DIR = os.path.join("~", ".cache", "wler_jax", "tfds")
+
+
+def dataset_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The registry options of `config.data` for its dataset (only the ones that apply)."""
+    d = config.data
+    if d.name == "synthetic":
+        return {"size": d.size, "seed": d.seed}
+    if d.name in ("urbansound8k", "esc50"):
+        return {k: getattr(d, k) for k in ("validation_fold", "test_fold") if getattr(d, k) >= 0}
+    if d.name == "audioset":
+        return {"classes": tuple(c.strip() for c in d.classes.split(";"))} if d.classes else {}
+    if d.name == "folder":
+        if not d.path:
+            raise ValueError("the folder dataset needs --config.data.path=PATH (a folder with one "
+                             "sub-folder per label, or a CSV with columns path,labels[,split])")
+        return {"path": os.path.abspath(os.path.expanduser(d.path)), "seed": d.seed}
+    return {}
+
+
+def load(config: ml_collections.ConfigDict) -> tuple[dict, list[str], dict]:
+    """Builds (first time) and opens the splits: (sources, class_names, info)."""
+    from wler_jax.datasets import registry  # deferred: imports tensorflow_datasets
+
+    data_dir = os.path.expanduser(config.data.data_dir or DEFAULT_DATA_DIR)
+    sources, class_names, info = registry.load_splits(
+        config.data.name, data_dir=data_dir, manual_dir=config.data.manual_dir,
+        **dataset_options(config))
+    missing = [s for s in ("train", "validation") if s not in sources]
+    if missing:
+        raise ValueError(f"dataset {config.data.name!r} has no {missing} split(s) to train on; "
+                         f"it has {sorted(sources)}")
+    logging.info("dataset %s: %s recordings per split, %d classes; data in %s",
+                 config.data.name, info["num_examples"], len(class_names), info["data_dir"])
+    return sources, class_names, info
+
+
+_TABLES: dict[int, dict] = {}
+
+
+def _table(source) -> dict:
+    """{'labels': [list[int]], 'events': [dict], 'ids': [str]} of a split, read once."""
+    key = id(source)
+    if key not in _TABLES:
+        labels, events, ids = [], [], []
+        for i in range(len(source)):
+            ex = source[i]
+            labels.append(list(ex["labels"]))
+            events.append(ex.get("events") or {"label": [], "onset": [], "offset": []})
+            rid = ex["id"]
+            ids.append(rid.decode() if isinstance(rid, bytes) else str(rid))
+        _TABLES[key] = {"labels": labels, "events": events, "ids": ids, "source": source}
+    return _TABLES[key]
+
+
+def multi_hot_labels(source, num_classes: int) -> np.ndarray:
+    """[N, C] weak labels of every recording of a split."""
+    out = np.zeros((len(source), num_classes), np.float32)
+    for i, labels in enumerate(_table(source)["labels"]):
+        out[i, labels] = 1.0
+    return out
+
+
+def localisation(source, segments: list, class_names: list[str], *, threshold: float,
+                 batcher) -> dict | None:
+    """Segment-based F1 and PSDS of segment scores against true event times (None without any)."""
+    from wler_jax import localisation as loc
+
+    table = _table(source)
+    if not any(len(e["label"]) for e in table["events"]):
+        return None
+    preds, truth, durations = {}, {}, {}
+    lengths = batcher.lengths
+    for i, rid in enumerate(table["ids"]):
+        frames = 1 + int(lengths[i]) // 512
+        durations[rid] = float(lengths[i]) / 44_100
+        preds[rid] = loc.grid_scores(segments[i], frames)
+        ev = table["events"][i]
+        truth[rid] = [(float(on), float(off), class_names[int(lab)])
+                      for lab, on, off in zip(ev["label"], ev["onset"], ev["offset"])]
+    return loc.localisation_metrics(preds, truth, durations, class_names, threshold=threshold)

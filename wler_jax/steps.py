@@ -1,0 +1,139 @@
+"""Pure, jit-able train and eval steps for WLER (N_W) and SLAT (N_S) on waveform batches.
+
+Both take the pipeline's batch (int16 waveforms + lengths + multi-hot labels + weights) and
+compute the four log-mel scales on the device from that one transfer. Training treats each
+scale as its own example (the paper's 4x data): the step's examples are B recordings x 4
+scales. The loss is Eq. 2 (BCE averaged over classes) averaged over real examples; weight-0
+padding rows never count. Evaluation averages the four scales' probabilities (paper §II-C).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from wler_jax import features as features_lib
+from wler_jax.geometry import N_FFTS, SAMPLE_RATE, SEGMENT_FRAMES, SEGMENT_HOP
+from wler_jax.input_pipeline import window_mask
+from wler_jax.models import prepare_input
+
+TrainState = train_state.TrainState
+
+
+def scale_batch(batch: dict, n_ffts=N_FFTS) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Log-mel of every scale, flattened recording-major to [B * S, T, 128].
+
+    Returns (features, num_frames, labels, weight), each repeated per scale, so that example
+    b * S + s is recording b at scale s (keeps the 'data'-sharded batch axis contiguous).
+    """
+    feats, _ = features_lib.multi_scale_log_mel(batch["audio"], batch["num_samples"], n_ffts)
+    s, b, t, m = feats.shape
+    feats = jnp.swapaxes(feats, 0, 1).reshape(b * s, t, m)
+    rep = lambda x: jnp.repeat(x, s, axis=0)
+    return feats, rep(batch["num_frames"]), rep(batch["labels"]), rep(batch["weight"])
+
+
+def windows(features: jax.Array, num_frames: jax.Array, hop: int) -> tuple[jax.Array, jax.Array]:
+    """All 128-frame windows of each example: ([N, W, 128, 128], valid [N, W]).
+
+    The input is padded exactly as N_W sees it (`prepare_input`), so window s of a recording is
+    the same frames N_T's segment covers when hop = 32.
+    """
+    x, _ = prepare_input(features, num_frames)
+    valid = window_mask(num_frames, x.shape[1], hop=hop, xp=jnp)
+    idx = jnp.arange(valid.shape[1])[:, None] * hop + jnp.arange(SEGMENT_FRAMES)[None, :]
+    return x[:, idx], valid  # gather [N, W, 128, 128]
+
+
+def _bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Eq. 2: binary cross-entropy averaged over classes -> [N]."""
+    return optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1)
+
+
+def wler_loss(params, batch: dict, rng, model: nn.Module) -> tuple[jax.Array, dict]:
+    """Recording-level BCE on N_W's pooled logits, every scale a separate example."""
+    feats, nf, labels, weight = scale_batch(batch)
+    clip, _ = model.apply({"params": params}, feats, nf, train=True, rngs={"dropout": rng})
+    per_example = _bce(clip, labels)
+    total = jnp.maximum(weight.sum(), 1.0)
+    return (per_example * weight).sum() / total, {"examples": weight.sum()}
+
+
+def slat_loss(params, batch: dict, rng, model: nn.Module, hop: int) -> tuple[jax.Array, dict]:
+    """SLAT: every valid 128-frame window of every scale labelled with its recording's label."""
+    feats, nf, labels, weight = scale_batch(batch)
+    wins, valid = windows(feats, nf, hop)
+    n, w = valid.shape
+    logits = model.apply({"params": params}, wins.reshape(n * w, SEGMENT_FRAMES, -1), train=True,
+                         rngs={"dropout": rng})
+    per_window = _bce(logits, jnp.repeat(labels, w, axis=0))
+    wts = (valid * weight[:, None]).reshape(-1)
+    return (per_window * wts).sum() / jnp.maximum(wts.sum(), 1.0), {"examples": wts.sum()}
+
+
+def make_train_step(model: nn.Module, method: str, *, slat_hop: int = 128,
+                    base_rng: jax.Array) -> Callable:
+    """(state, batch) -> (state, metrics): one optimiser step; dropout rng folded per step."""
+    if method == "wler":
+        loss_fn = lambda p, b, r: wler_loss(p, b, r, model)
+    elif method == "slat":
+        loss_fn = lambda p, b, r: slat_loss(p, b, r, model, slat_hop)
+    else:
+        raise ValueError(f"unknown method {method!r}: 'wler' or 'slat'")
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        rng = jax.random.fold_in(base_rng, state.step)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+        state = state.apply_gradients(grads=grads)
+        weight = batch["weight"]
+        return state, {"loss": loss, "grad_norm": optax.global_norm(grads),
+                       "recordings": weight.sum(),
+                       "audio_seconds": (batch["num_samples"] * weight).sum() / SAMPLE_RATE, **aux}
+
+    return train_step
+
+
+def make_eval_step(model: nn.Module, method: str, *, slat_eval_hop: int = SEGMENT_HOP) -> Callable:
+    """(params, batch) -> {"clip": [B, C], "segments": [B, S, C], "segment_mask": [B, S]}.
+
+    Probabilities averaged over the four scales. WLER: sigmoid of N_W's pooled and segment
+    logits. SLAT: N_S on windows with hop `slat_eval_hop` (32 puts them on N_T's segment grid);
+    the recording score is the max over its windows (paper §III-A).
+    """
+
+    def eval_step(params: Any, batch: dict) -> dict:
+        feats, nf = features_lib.multi_scale_log_mel(batch["audio"], batch["num_samples"])
+        clip_sum, seg_sum = 0.0, 0.0
+        for s in range(feats.shape[0]):
+            if method == "wler":
+                clip, aux = model.apply({"params": params}, feats[s], nf)
+                seg, mask = jax.nn.sigmoid(aux["segment_logits"]), aux["segment_mask"]
+                clip = jax.nn.sigmoid(clip)
+            else:
+                wins, mask = windows(feats[s], nf, slat_eval_hop)
+                n, w = mask.shape
+                logits = model.apply({"params": params},
+                                     wins.reshape(n * w, SEGMENT_FRAMES, -1)).reshape(n, w, -1)
+                seg = jax.nn.sigmoid(logits)
+                clip = jnp.where(mask[..., None], seg, 0.0).max(1)
+            clip_sum, seg_sum = clip_sum + clip, seg_sum + seg
+        k = feats.shape[0]
+        return {"clip": clip_sum / k, "segments": seg_sum / k, "segment_mask": mask}
+
+    return eval_step
+
+
+def make_optimizer(optimizer: str, learning_rate: float, *, adagrad_eps: float = 1e-6,
+                   adagrad_initial_accumulator: float = 0.0) -> optax.GradientTransformation:
+    """The paper's Adagrad(1e-3) with Lasagne's semantics (accumulator from 0, eps 1e-6):
+    update = -lr * g / sqrt(sum g^2 + eps), which is what optax's `scale_by_rss` computes."""
+    if optimizer == "adagrad":
+        return optax.adagrad(learning_rate, initial_accumulator_value=adagrad_initial_accumulator,
+                             eps=adagrad_eps)
+    if optimizer == "adam":
+        return optax.adam(learning_rate)
+    raise ValueError(f"unknown optimizer {optimizer!r}: 'adagrad' or 'adam'")

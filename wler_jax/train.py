@@ -1,0 +1,245 @@
+"""Training and evaluation loop: `train_and_evaluate(config, workdir)` (DESIGN §4-5).
+
+One jitted train step over a mesh of all devices (batch on axis 'data', params replicated,
+state donated); validation mAP every epoch, the best epoch's params kept; the test split scored
+with them; `results.json` and a paper-style table at the end. A run restarted on the same
+workdir resumes from the latest checkpoint (epoch, batch within the epoch, optimiser state and
+the dropout rng position), so it finishes with the same numbers as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from wler_jax import checkpoints, data, evaluate, input_pipeline, models, steps
+from wler_jax.geometry import SEGMENT_FRAMES
+
+# Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
+COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
+                     "data.classes", "data.validation_fold", "data.test_fold", "seed")
+
+
+def create_model(config: ml_collections.ConfigDict, num_classes: int):
+    """N_W for WLER, N_S for SLAT, at the configured width, pooling and compute dtype."""
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.model.dtype]
+    if config.method == "wler":
+        return models.WLER(num_classes, width=config.model.width, pooling=config.model.pooling,
+                           dropout_rate=config.model.dropout_rate, dtype=dtype)
+    return models.SegmentNet(num_classes, width=config.model.width,
+                             dropout_rate=config.model.dropout_rate, dtype=dtype)
+
+
+def init_params(model, rng: jax.Array) -> Any:
+    """Float32 parameters of `model` (N_W or N_S) from a 128-frame dummy input."""
+    x = jnp.zeros((1, SEGMENT_FRAMES, 128), jnp.float32)
+    if isinstance(model, models.WLER):
+        return model.init(rng, x, jnp.array([SEGMENT_FRAMES]))["params"]
+    return model.init(rng, x)["params"]
+
+
+def _compatible_view(config_dict: dict) -> dict:
+    out = {}
+    for field in COMPATIBLE_FIELDS:
+        node = config_dict
+        for part in field.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[field] = node
+    return out
+
+
+def check_workdir(workdir: str, config: ml_collections.ConfigDict, class_names: list[str]) -> None:
+    """Refuse to resume a workdir made with other classes, another model or other data."""
+    run = checkpoints.read_run_file(workdir)
+    if run is None:
+        return
+    problems = []
+    if run["class_names"] != list(class_names):
+        problems.append(f"classes {run['class_names']} != {list(class_names)}")
+    old, new = _compatible_view(run["config"]), _compatible_view(config.to_dict())
+    problems += [f"{k}: {old[k]!r} != {new[k]!r}" for k in old if old[k] != new[k]]
+    if problems:
+        raise ValueError(
+            f"workdir {workdir} was made with an incompatible config ({'; '.join(problems)}); "
+            "use another --workdir or delete this one")
+
+
+class _Progress:
+    """Periodic progress lines: epoch, step, loss, recordings/s, audio-s/s and ETA.
+
+    Step metrics stay on the device until a log step, so logging never stalls the pipeline.
+    """
+
+    def __init__(self, total_steps: int, start_step: int, writer):
+        self.total, self.start, self.writer = total_steps, start_step, writer
+        self.t0 = time.time()
+        self.pending: list = []
+        self.recordings = self.audio_s = 0.0
+
+    def update(self, step: int, epoch: int, epochs: int, metrics: dict, log: bool) -> None:
+        self.pending.append(metrics)
+        if not log:
+            return
+        pending, self.pending = jax.device_get(self.pending), []
+        self.recordings += sum(float(m["recordings"]) for m in pending)
+        self.audio_s += sum(float(m["audio_seconds"]) for m in pending)
+        now = time.time() - self.t0
+        eta = (self.total - step) * now / max(step - self.start, 1)
+        last = {k: float(v) for k, v in pending[-1].items()}
+        logging.info("epoch %d/%d step %d/%d loss %.4f | %.1f recordings/s, %.0f audio-s/s | "
+                     "ETA %dm%02ds", epoch + 1, epochs, step, self.total, last["loss"],
+                     self.recordings / now, self.audio_s / now, eta // 60, eta % 60)
+        for k in ("loss", "grad_norm"):
+            self.writer.add_scalar(f"train/{k}", last[k], step)
+        self.writer.add_scalar("train/audio_seconds_per_second", self.audio_s / now, step)
+
+
+def predict_split(eval_fn, params, source, batcher, mesh_sharding, config) -> dict:
+    """Scores of every recording of a split: clip [N, C] and per-recording segment scores."""
+    n = len(source)
+    clip = np.zeros((n, 0), np.float32)
+    segments: list = [None] * n
+    for batch in input_pipeline.prefetch_to_device(
+            input_pipeline.eval_batches(source, batcher, prefetch=config.input.prefetch,
+                                        num_threads=config.input.num_threads),
+            config.input.prefetch, mesh_sharding):
+        out = jax.device_get(eval_fn(params, batch))
+        idx = np.asarray(jax.device_get(batch["index"]))
+        if clip.shape[1] == 0:
+            clip = np.zeros((n, out["clip"].shape[1]), np.float32)
+        for row, i in enumerate(idx):
+            if i >= 0:
+                clip[i] = out["clip"][row]
+                segments[i] = out["segments"][row][out["segment_mask"][row]]
+    return {"clip": clip, "segments": segments}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Train `config.method` on `config.data`, evaluate, write `workdir/results.json`."""
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    sources, class_names, data_info = data.load(config)
+    check_workdir(workdir, config, class_names)
+    checkpoints.write_run_file(workdir, {"config": config.to_dict(), "class_names": class_names,
+                                         "data": data_info})
+    num_classes = len(class_names)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    batch_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    num_devices = jax.device_count()
+    logging.info("%d device(s): %s; workdir %s", num_devices, jax.devices()[0].device_kind, workdir)
+
+    batchers = {split: input_pipeline.RecordingBatcher(
+        src, num_classes=num_classes, frame_budget=config.input.frame_budget,
+        num_devices=num_devices, ratio=config.input.bucket_ratio, seed=config.seed,
+        shuffle=(split == "train"), max_frames=(config.input.max_frames or None) if split == "train"
+        else None) for split, src in sources.items()}
+
+    model = create_model(config, num_classes)
+    rng = jax.random.key(config.seed)
+    init_rng, dropout_rng = jax.random.split(rng)
+    tx = steps.make_optimizer(config.train.optimizer, config.train.learning_rate,
+                              adagrad_eps=config.train.adagrad_eps,
+                              adagrad_initial_accumulator=config.train.adagrad_initial_accumulator)
+    state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=init_params(model, r),
+                                                      tx=tx), out_shardings=replicated)(init_rng)
+    logging.info("%s model, %d parameters (width %.3g, pooling %s)", config.method.upper(),
+                 models.num_params(state.params), config.model.width, config.model.pooling)
+
+    ckpt = checkpoints.Checkpointer(workdir)
+    meta = {"epoch": 0, "batch": 0, "history": [], "best": None}
+    restored = ckpt.restore_latest(state)
+    if restored is not None:
+        state, meta = restored
+        logging.info("resuming from step %d (epoch %d, batch %d)", int(state.step),
+                     meta["epoch"] + 1, meta["batch"])
+
+    train_step = jax.jit(steps.make_train_step(model, config.method, slat_hop=config.input.slat_hop,
+                                               base_rng=dropout_rng), donate_argnums=0)
+    eval_fn = jax.jit(steps.make_eval_step(model, config.method,
+                                           slat_eval_hop=config.input.slat_eval_hop))
+    from tensorboardX import SummaryWriter
+    writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    train_src, train_batcher = sources["train"], batchers["train"]
+    epochs = config.train.epochs
+    steps_per_epoch = [train_batcher.num_batches(e) for e in range(epochs)]
+    total_steps = sum(steps_per_epoch)
+    progress = _Progress(total_steps, int(state.step), writer)
+    shapes_seen: set = set()
+    step = int(state.step)
+
+    for epoch in range(meta["epoch"], epochs):
+        batches = input_pipeline.train_batches(
+            train_src, train_batcher, epoch, start_batch=meta["batch"],
+            prefetch=config.input.prefetch, num_threads=config.input.num_threads)
+        for k, batch in enumerate(input_pipeline.prefetch_to_device(
+                batches, config.input.prefetch, batch_sharding), start=meta["batch"]):
+            shape = batch["audio"].shape
+            if shape not in shapes_seen:
+                shapes_seen.add(shape)
+                logging.info("compiling train step for batch shape %s (compile #%d)", shape,
+                             len(shapes_seen))
+            state, metrics = train_step(state, batch)
+            step += 1
+            progress.update(step, epoch, epochs, metrics,
+                            log=step % config.train.log_every_steps == 0)
+            if step % config.train.checkpoint_every_steps == 0:
+                meta = {**meta, "epoch": epoch, "batch": k + 1}
+                ckpt.save_latest(step, state, meta)
+        meta = {**meta, "epoch": epoch + 1, "batch": 0}
+        if (epoch + 1) % config.train.eval_every_epochs == 0 or epoch + 1 == epochs:
+            val = _evaluate_split("validation", eval_fn, state.params, sources, batchers,
+                                  batch_sharding, config, class_names, localisation=False)
+            meta["history"].append({"epoch": epoch + 1, "step": step, "mAP": val["mAP"]})
+            writer.add_scalar("validation/mAP", val["mAP"], step)
+            logging.info("epoch %d: validation mAP %.4f", epoch + 1, val["mAP"])
+            if meta["best"] is None or val["mAP"] > meta["best"]["mAP"]:
+                meta["best"] = {"epoch": epoch + 1, "step": step, "mAP": val["mAP"]}
+                ckpt.save_best(step, state.params, meta["best"])
+        ckpt.save_latest(step, state, meta)
+    ckpt.wait()
+    logging.info("train step compiled for %d batch shape(s); %d buckets", len(shapes_seen),
+                 len(train_batcher.bucket_lengths))
+
+    best_params, best_meta = ckpt.restore_best()
+    best_params = jax.device_put(best_params, replicated)
+    results = {"best_epoch": best_meta["epoch"], "method": config.method,
+               "class_names": class_names, "history": meta["history"]}
+    for split in ("validation", "test"):
+        if split in sources:
+            results[split] = _evaluate_split(split, eval_fn, best_params, sources, batchers,
+                                             batch_sharding, config, class_names,
+                                             localisation=config.eval.localisation)
+            writer.add_scalar(f"{split}/best_mAP", results[split]["mAP"], step)
+    writer.close()
+    ckpt.close()
+    with open(os.path.join(workdir, "results.json.tmp"), "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(os.path.join(workdir, "results.json.tmp"), os.path.join(workdir, "results.json"))
+    table = evaluate.format_table({s: results[s] for s in ("validation", "test") if s in results},
+                                  class_names, title=f"{config.method.upper()} on "
+                                  f"{config.data.name} (best epoch {best_meta['epoch']})")
+    print(table, flush=True)
+    return results
+
+
+def _evaluate_split(split, eval_fn, params, sources, batchers, sharding, config, class_names,
+                    *, localisation: bool) -> dict:
+    """AP/mAP of one split (and localisation metrics when the data has event times)."""
+    src = sources[split]
+    scores = predict_split(eval_fn, params, src, batchers[split], sharding, config)
+    labels = data.multi_hot_labels(src, len(class_names))
+    result = evaluate.average_precision(labels, scores["clip"], class_names)
+    if localisation:
+        loc = data.localisation(src, scores["segments"], class_names,
+                                threshold=config.eval.threshold, batcher=batchers[split])
+        if loc is not None:
+            result["localisation"] = loc
+    return result
