@@ -66,7 +66,7 @@ def check_batch(batch, source, bucket_frames=None, num_devices=1):
     size, width = batch["audio"].shape
     assert batch["audio"].dtype == np.int16
     frames = width // 512 + 1
-    assert width == (frames - 1) * 512 and frames % 32 == 0 and frames >= 128
+    assert width == frames * 512 - 1 and frames % 32 == 0 and frames >= 128
     if bucket_frames is not None:
         assert frames == bucket_frames
     assert size % num_devices == 0
@@ -353,3 +353,21 @@ def test_plan_stats(lengths):
     assert stats["padding_row_frames"] == sum(f * (i < 0).sum() for f, i in batcher.epoch_plan(0))
     assert stats["batches"] == batcher.num_batches()
     assert sum(b["recordings"] for b in stats["buckets"].values()) == len(lengths)
+
+
+def test_recordings_at_a_bucket_edge_fit_whole():
+    """A recording with exactly F frames has up to F * 512 - 1 samples: all must be kept (its
+    last frames are computed from its last samples)."""
+    rng = np.random.default_rng(3)
+    lengths = [288 * 512 - 1, 287 * 512 + 134, 128 * 512 - 1, 129 * 512]
+    source = CountingSource([{"id": f"edge{i}", "labels": [i % NUM_CLASSES],
+                              "audio": rng.integers(1, 9999, n).astype(np.int16)}
+                         for i, n in enumerate(lengths)])
+    batcher = ip.RecordingBatcher(source, num_classes=NUM_CLASSES, frame_budget=FRAME_BUDGET,
+                                  shuffle=False)
+    seen = 0
+    for batch in ip.eval_batches(source, batcher, prefetch=0):
+        check_batch(batch, source)
+        seen += int(batch["weight"].sum())
+    assert seen == len(lengths)
+    assert sorted(batcher.frames.tolist()) == [128, 130, 288, 288]

@@ -22,6 +22,15 @@ def num_frames_for_samples(num_samples):
     return 1 + num_samples // HOP_LENGTH
 
 
+def max_samples_for_frames(num_frames: int) -> int:
+    """The longest waveform with `num_frames` frames: F * 512 - 1 samples.
+
+    Batches of an F-frame bucket are padded to this many samples, so every recording with up to
+    F frames fits whole (its last frames need its last samples) and `log_mel` gives F frames.
+    """
+    return int(num_frames) * HOP_LENGTH - 1
+
+
 def padded_frames(num_frames: int) -> int:
     """Frames actually fed to the network: recordings under 128 frames are padded to 128."""
     return max(int(num_frames), SEGMENT_FRAMES)

@@ -17,13 +17,14 @@ Synopsis::
         state, metrics = train_step(state, batch)
 
 Geometry. A recording of n samples has T = 1 + n // 512 frames. A bucket of F frames holds
-waveforms zero-padded to L = (F - 1) * 512 samples, so `log_mel` gives exactly F frames.
+waveforms zero-padded to L = F * 512 - 1 samples (`geometry.max_samples_for_frames`): every
+recording of up to F frames fits whole and `log_mel` gives exactly F frames.
 Bucket lengths form a geometric ladder of multiples of 32 starting at 128 (`bucket_ladder`);
 the top rung is >= the longest recording, so nothing is cropped unless `max_frames` asks for
 random training crops (evaluation never crops).
 
 Batch format (a dict of numpy arrays, B rows, bucket of F frames, C classes):
-  "audio":        int16   [B, (F - 1) * 512]  waveform, zeros after the recording's end.
+  "audio":        int16   [B, F * 512 - 1]  waveform, zeros after the recording's end.
   "num_samples":  int32   [B]  valid samples (0 for padding rows).
   "num_frames":   int32   [B]  1 + num_samples // 512 (0 for padding rows).
   "labels":       float32 [B, C] multi-hot weak labels (zeros for padding rows).
@@ -334,7 +335,7 @@ def collate(source, bucket_frames: int, indices: np.ndarray, *, num_classes: int
     Args:
       source: sequence of {"audio": int16 [n], "labels": list[int], "id": ...} examples.
         Floating-point audio in [-1, 1] is converted with `audio.to_int16`.
-      bucket_frames: F; audio is padded to (F - 1) * 512 samples.
+      bucket_frames: F; audio is padded to F * 512 - 1 samples.
       indices: int [B] source indices, -1 for padding rows.
       num_classes: C.
       spans: optional (starts, lengths), int [B] each, in samples: the part of each row's
@@ -349,7 +350,7 @@ def collate(source, bucket_frames: int, indices: np.ndarray, *, num_classes: int
     """
     indices = np.asarray(indices, np.int32).reshape(-1)
     size = len(indices)
-    width = (int(bucket_frames) - 1) * geometry.HOP_LENGTH
+    width = geometry.max_samples_for_frames(bucket_frames)
     audio = np.zeros((size, width), np.int16)
     num_samples = np.zeros(size, np.int32)
     labels = np.zeros((size, num_classes), np.float32)
