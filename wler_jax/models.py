@@ -24,6 +24,11 @@ PAPER_HIDDEN = 256  # FC1 / FCv1 units
 HEAD_SIZE = 4  # time and mel size after five 2x pools of 128 x 128
 
 
+# Lasagne's default initialisation (the paper's framework): Glorot-uniform kernels, zero biases.
+# Flax's default LeCun-normal is ~7x larger on conv1 and saturates the logits of raw dB input.
+KERNEL_INIT = nn.initializers.xavier_uniform()
+
+
 def scaled(channels: int, width: float) -> int:
     """Channels scaled by `width`, kept a multiple of 8 and at least 8."""
     return max(8, int(round(channels * width / 8.0)) * 8)
@@ -84,7 +89,7 @@ class ConvStack(nn.Module):
                 valid = jnp.arange(x.shape[1])[None, :] < (lengths >> i)[:, None]
                 x = jnp.where(valid[:, :, None, None], x, jnp.zeros((), x.dtype))
             x = nn.Conv(scaled(filters, self.width), (3, 3), padding="SAME", dtype=self.dtype,
-                        name=f"conv{i + 1}")(x)
+                        kernel_init=KERNEL_INIT, name=f"conv{i + 1}")(x)
             x = max_pool_2x2(nn.relu(x))
         return x
 
@@ -104,9 +109,10 @@ class SegmentNet(nn.Module):
         x = ConvStack(self.width, self.dtype, name="conv_stack")(windows)
         x = x.reshape(x.shape[0], -1)  # flatten [4, 4, C5] row-major: (time, mel, channel)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.relu(nn.Dense(scaled(PAPER_HIDDEN, self.width), dtype=self.dtype, name="fc1")(x))
+        x = nn.relu(nn.Dense(scaled(PAPER_HIDDEN, self.width), dtype=self.dtype,
+                             kernel_init=KERNEL_INIT, name="fc1")(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x)
+        x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=KERNEL_INIT, name="fc2")(x)
         return x.astype(jnp.float32)
 
 
@@ -132,15 +138,17 @@ class WLER(nn.Module):
         x = ConvStack(self.width, self.dtype, name="conv_stack")(x, effective)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.Conv(scaled(PAPER_HIDDEN, self.width), (HEAD_SIZE, HEAD_SIZE), padding="VALID",
-                    dtype=self.dtype, name="fc1")(x)  # FCv1
+                    dtype=self.dtype, kernel_init=KERNEL_INIT, name="fc1")(x)  # FCv1
         h = nn.relu(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-        seg = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="fc2")(x)  # FCv2
+        seg = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, kernel_init=KERNEL_INIT,
+                      name="fc2")(x)  # FCv2
         seg = seg[:, :, 0, :].astype(jnp.float32)  # [B, S, C]
         mask = segment_mask(effective, x.shape[1] * 32 + 96, xp=jnp)
         extra = {}
         if self.pooling == "attention":
-            extra["attention_logits"] = nn.Conv(self.num_classes, (1, 1), name="attention")(
+            extra["attention_logits"] = nn.Conv(self.num_classes, (1, 1), kernel_init=KERNEL_INIT,
+                                                name="attention")(
                 h)[:, :, 0, :].astype(jnp.float32)
         elif self.pooling == "auto_pool":
             extra["alpha"] = self.param("alpha", nn.initializers.ones, (self.num_classes,))

@@ -90,7 +90,7 @@ def make_train_step(model: nn.Module, method: str, *, slat_hop: int = 128,
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
         state = state.apply_gradients(grads=grads)
         weight = batch["weight"]
-        return state, {"loss": loss, "grad_norm": optax.global_norm(grads),
+        return state, {"loss": loss, "grad_norm": optax.tree.norm(grads),
                        "recordings": weight.sum(),
                        "audio_seconds": (batch["num_samples"] * weight).sum() / SAMPLE_RATE, **aux}
 

@@ -211,7 +211,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     best_params, best_meta = ckpt.restore_best()
     best_params = jax.device_put(best_params, replicated)
     results = {"best_epoch": best_meta["epoch"], "method": config.method,
-               "class_names": class_names, "history": meta["history"]}
+               "class_names": class_names, "history": meta["history"],
+               "train_compiles": len(shapes_seen), "train_buckets": len(train_batcher.bucket_lengths)}
     for split in ("validation", "test"):
         if split in sources:
             results[split] = _evaluate_split(split, eval_fn, best_params, sources, batchers,

@@ -1,0 +1,197 @@
+"""Training: optimiser semantics, loss decreasing, padding rows, end-to-end runs, resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wler_jax import audio, models, steps
+from wler_jax.geometry import max_samples_for_frames, segment_mask
+from conftest import tones_and_noise
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+C = 4
+
+
+def make_batch(num_rows=3, frames=192, pad_rows=0, seed=0):
+    """A real waveform batch in the pipeline's format (int16, lengths, multi-hot labels),
+    followed by `pad_rows` weight-0 padding rows as the pipeline adds them."""
+    rng = np.random.default_rng(seed)
+    width = max_samples_for_frames(frames)
+    lengths = rng.integers(width // 3, width, num_rows)
+    wav = np.zeros((num_rows, width), np.int16)
+    labels = np.zeros((num_rows, C), np.float32)
+    for i in range(num_rows):
+        wav[i, : lengths[i]] = audio.to_int16(tones_and_noise(int(lengths[i]), seed=i))
+        labels[i, rng.choice(C, 2, replace=False)] = 1
+    pad = lambda x: np.concatenate([x, np.zeros((pad_rows,) + x.shape[1:], x.dtype)])
+    wav, labels, lengths = pad(wav), pad(labels), pad(lengths.astype(np.int32))
+    weight = pad(np.ones(num_rows, np.float32))
+    nf = np.where(weight > 0, 1 + lengths // 512, 0).astype(np.int32)
+    return {"audio": wav, "num_samples": lengths, "num_frames": nf, "labels": labels,
+            "weight": weight, "index": np.where(weight > 0, np.arange(len(nf)), -1).astype(np.int32),
+            "segment_mask": segment_mask(nf, frames)}
+
+
+def init_state(method, width=0.125):
+    model = (models.WLER(C, width=width) if method == "wler" else models.SegmentNet(C, width=width))
+    x = jnp.zeros((1, 128, 128))
+    params = (model.init(jax.random.key(0), x, jnp.array([128])) if method == "wler"
+              else model.init(jax.random.key(0), x))["params"]
+    tx = steps.make_optimizer("adagrad", 1e-2)
+    return model, steps.TrainState.create(apply_fn=None, params=params, tx=tx)
+
+
+def test_adagrad_has_lasagne_semantics():
+    """update = -lr * g / sqrt(sum of g^2 + eps), accumulator starting at 0 (Lasagne)."""
+    tx = steps.make_optimizer("adagrad", 1e-3)
+    p = {"w": jnp.array([1.0, -2.0, 0.5])}
+    state = tx.init(p)
+    acc = np.zeros(3)
+    for g in ([0.1, -3.0, 0.0], [0.2, 1.0, 0.0]):
+        acc += np.square(g)
+        updates, state = tx.update({"w": jnp.array(g)}, state)
+        want = -1e-3 * np.asarray(g) / np.sqrt(acc + 1e-6)
+        np.testing.assert_allclose(updates["w"], want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["wler", "slat"])
+def test_loss_decreases(method):
+    model, state = init_state(method)
+    step = jax.jit(steps.make_train_step(model, method, base_rng=jax.random.key(1)))
+    batch = make_batch()
+    losses = []
+    for _ in range(12):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+@pytest.mark.parametrize("method", ["wler", "slat"])
+def test_padding_rows_change_nothing(method):
+    """Weight-0 rows (batch filled up to a multiple of the device count) never count."""
+    model, state = init_state(method)
+    fn = steps.wler_loss if method == "wler" else (
+        lambda p, b, r, m: steps.slat_loss(p, b, r, m, 128))
+    plain, padded = make_batch(), make_batch(pad_rows=2)
+    # Dropout masks depend on the batch shape, so compare deterministic losses: dropout 0.
+    model0 = model.clone(dropout_rate=0.0)
+    loss = jax.jit(lambda p, b: fn(p, b, jax.random.key(0), model0)[0])
+    grad = jax.jit(jax.grad(lambda p, b: fn(p, b, jax.random.key(0), model0)[0]))
+    np.testing.assert_allclose(loss(state.params, padded), loss(state.params, plain), rtol=1e-5)
+    g1, g2 = grad(state.params, plain), grad(state.params, padded)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
+
+
+def test_eval_step_averages_four_scales():
+    model, state = init_state("wler")
+    batch = make_batch()
+    out = jax.jit(steps.make_eval_step(model, "wler"))(state.params, batch)
+    from wler_jax import features
+    probs = []
+    for n_fft in (1024, 512, 2048, 4096):
+        feats, nf = features.log_mel(batch["audio"], batch["num_samples"], n_fft)
+        probs.append(jax.nn.sigmoid(model.apply({"params": state.params}, feats, nf)[0]))
+    np.testing.assert_allclose(out["clip"], np.mean(probs, 0), rtol=1e-5, atol=1e-6)
+    # Max pooling: the clip probability of each scale is its best valid segment's.
+    assert out["segments"].shape[:2] == out["segment_mask"].shape
+
+
+# ---------------------------------------------------------------- end to end (subprocesses)
+
+def run_main(workdir, data_dir, *extra, config="configs/wler.py:smoke", wait=True):
+    cmd = [sys.executable, "-m", "wler_jax.main", f"--config={config}", f"--workdir={workdir}",
+           f"--config.data.data_dir={data_dir}", *extra]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    if not wait:
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module")
+def wler_run(tmp_path_factory, data_dir):
+    workdir = str(tmp_path_factory.mktemp("wler"))
+    proc = run_main(workdir, data_dir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return workdir, proc
+
+
+def test_main_trains_evaluates_and_writes_results(wler_run):
+    workdir, proc = wler_run
+    results = json.load(open(os.path.join(workdir, "results.json")))
+    for split in ("validation", "test"):
+        assert 0.0 <= results[split]["mAP"] <= 1.0
+        assert len(results[split]["AP"]) + len(results[split]["skipped_classes"]) == 10
+        assert "segment_f1" in results[split]["localisation"]
+    assert results["train_compiles"] <= results["train_buckets"]
+    assert "mAP" in proc.stdout and "Air Conditioner" in proc.stdout  # the paper-style table
+    assert any(f.startswith("events") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+    assert os.listdir(os.path.join(workdir, "checkpoints", "best"))
+    run = json.load(open(os.path.join(workdir, "run.json")))
+    assert run["class_names"][0] == "air_conditioner"
+
+
+def test_incompatible_workdir_is_a_clear_error(wler_run, data_dir):
+    workdir, _ = wler_run
+    proc = run_main(workdir, data_dir, "--config.model.width=0.25")
+    assert proc.returncode != 0
+    assert "incompatible config" in proc.stderr and "model" in proc.stderr
+
+
+def test_resume_after_kill_matches_uninterrupted_run(wler_run, data_dir, tmp_path):
+    reference, _ = wler_run
+    workdir = str(tmp_path / "killed")
+    proc = run_main(workdir, data_dir, wait=False)
+    latest = os.path.join(workdir, "checkpoints", "latest")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(latest) and any(d.isdigit() for d in os.listdir(latest)):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    resumed = run_main(workdir, data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-5000:]
+    assert "resuming from step" in resumed.stderr
+    a = json.load(open(os.path.join(reference, "results.json")))
+    b = json.load(open(os.path.join(workdir, "results.json")))
+    assert a["history"] == b["history"]
+    for split in ("validation", "test"):
+        assert a[split]["AP"] == pytest.approx(b[split]["AP"], abs=1e-6)
+
+
+def test_slat_baseline_runs(data_dir, tmp_path):
+    proc = run_main(str(tmp_path / "slat"), data_dir, config="configs/slat.py:smoke")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    results = json.load(open(tmp_path / "slat" / "results.json"))
+    assert results["method"] == "slat" and 0.0 <= results["test"]["mAP"] <= 1.0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config.model.widht=0.5"], "unknown config field"),
+    (["--config.model.pooling=median"], "model.pooling='median'"),
+    (["--config.train.epochs=0"], "train.epochs=0"),
+    (["--config.train.epochs=1.5"], "--config.train.epochs=1.5"),
+])
+def test_bad_config_is_a_clear_error_before_any_work(tmp_path, args, message):
+    proc = run_main(str(tmp_path / "w"), str(tmp_path / "d"), *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "d").exists() and not (tmp_path / "w").exists()

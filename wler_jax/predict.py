@@ -1,0 +1,497 @@
+"""Prediction from a trained workdir: a Python API for other JAX code, and a command line.
+
+Python (DESIGN §5; `USAGE_SNIPPET` below is run by the tests)::
+
+    model = load_model(workdir)       # Model(params, class_names, config, predict_fn, spec)
+    out = model.predict_fn(model.params, {"audio": audio, "num_samples": n})
+    out["clip"] [B, C], out["segments"] [B, S, C], out["segment_mask"] [B, S]
+
+`predict_fn` is a jitted pure function (see `inference.predict` for the batch formats); long
+recordings go through `predict_waveform` / `predict_file`, which score fixed-size chunks exactly
+(same segment scores as one pass) in bounded memory, reading files block by block.
+
+Command line::
+
+    python -m wler_jax.predict --workdir=DIR FILES_OR_FOLDERS... [--output=predictions.json]
+        [--threshold=0.5] [--events_tsv=events.tsv [--median_filter=N]] [--plot=DIR]
+
+Folders are searched recursively for audio files (`AUDIO_EXTENSIONS`); files named on the
+command line are read whatever their extension. Outputs:
+
+* `--output=X.json` (default `predictions.json`): `{"workdir", "class_names", "threshold",
+  "results": [{"file", "duration", "scores": {class: p}, "segment_scores": [{"start", "end",
+  "scores": {class: p}}, ...], "segments": [{"label", "start", "end", "score"}, ...]}, ...],
+  "failed": [{"file", "reason"}, ...]}`. Segment k spans frames [32k, 32k + 128) (~1.49 s,
+  hop ~0.37 s), its end cut at the recording's end. "segments" are the detected events:
+  segments scoring strictly above `--threshold`, merged while adjacent or overlapping
+  (`localisation.merge_segments`), with the highest segment score. Times in seconds.
+* `--output=X.csv`: one long table, columns `file,level,label,start,end,score,reason`:
+  `level=clip` rows (one per file and class: the recording's probability, start 0, end its
+  duration), `level=segment` rows (one per segment and class), `level=event` rows (the merged
+  "segments" above) and `level=failed` rows (empty label/score, the reason).
+* `--events_tsv=X.tsv`: DCASE event list, header `filename\tonset\toffset\tevent_label`, for
+  sed_eval / sed_scores_eval / PSDS tools. Events come from the 32-frame time line
+  (`localisation.grid_scores`, `--grid_reduce`), optionally median filtered over
+  `--median_filter` cells, thresholded (`localisation.detect_events`). `filename` is the path
+  relative to the folder it was found in (the base name for files named directly).
+* `--plot=DIR`: one PNG per file: the top classes' segment scores over time and a class x time
+  heat map.
+
+Files that cannot be read (missing, empty, undecodable, no samples, NaN/inf samples) are listed
+with their reason at the end (and under "failed"); every other file is still scored and written.
+Exit code 1 when any file failed, else 0.
+
+Memory: audio is decoded, down-mixed and resampled (soxr, streaming) block by block and scored
+in chunks of `--chunk_frames` frames, so peak memory does not grow with a recording's length.
+bench/inference_speed.py measures the whole process's peak RSS on the CPU (chunk 2048 frames,
+batch 1): 0.74-0.78 / 0.83-0.85 / 0.87-0.94 GB for 1-min / 10-min / one-hour files at width
+0.25 over three runs (0.3 GB of it is Python, JAX and the model before scoring), 1.16 / 1.22 GB
+for 1 / 10 min at width 1.0. The rise with length is not accumulation: resident memory stays
+between 0.69 and 0.83 GB over a 40-minute stream; the peak is two device calls in flight (one
+computing while the next chunk is prepared) and allocator slack meeting now and then. Bound:
+about 1 GB at width 0.25 and 1.3 GB at width 1.0 on the CPU, whatever the length.
+A 44.1 kHz float32 hour is 635 MB and is never held whole.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from absl import app, flags, logging
+import numpy as np
+
+from wler_jax import geometry, inference, localisation
+from wler_jax.audio import AudioError
+from wler_jax.inference import ModelSpec, Prediction
+
+USAGE_SNIPPET = '''\
+import jax
+import numpy as np
+from wler_jax.predict import load_model, predict_waveform
+
+model = load_model("/path/to/workdir")  # a workdir trained by python -m wler_jax.main
+print(len(model.class_names), "classes, e.g.", model.class_names[0])
+
+# Two recordings at 44.1 kHz mono, zero-padded to a common length (float32 in [-1, 1] or int16).
+sr = 44100
+t = np.arange(3 * sr) / sr
+audio = np.zeros((2, 3 * sr), np.float32)
+audio[0] = 0.3 * np.sin(2 * np.pi * 440.0 * t)                                  # 3 s
+audio[1, :2 * sr] = 0.1 * np.random.default_rng(0).standard_normal(2 * sr)     # 2 s
+batch = {"audio": audio, "num_samples": np.array([3 * sr, 2 * sr])}
+
+out = model.predict_fn(model.params, batch)  # jitted; the four log-mel scales run on the device
+print(out["clip"].shape, out["segments"].shape)  # [2, C] and [2, S, C] probabilities
+for b in range(2):
+    best = int(np.argmax(out["clip"][b]))
+    times = np.flatnonzero(out["segment_mask"][b]) * 32 * 512 / sr  # segment start times (s)
+    print(model.class_names[best], float(out["clip"][b, best]), len(times), "segments")
+
+# predict_fn is pure: use it inside your own jitted / vmapped code.
+@jax.jit
+def top_class(params, audio, num_samples):
+    scores = model.predict_fn(params, {"audio": audio, "num_samples": num_samples})
+    return scores["clip"].argmax(-1)
+
+print(top_class(model.params, audio, batch["num_samples"]))
+per_recording = jax.vmap(model.predict_fn, in_axes=(None, 0))(model.params, batch)
+np.testing.assert_allclose(per_recording["clip"], out["clip"], atol=1e-5)
+
+# Any length in bounded memory: exact chunks, the same scores as one pass.
+long = predict_waveform(model, np.tile(audio[0], 20))  # 60 s
+print(long.clip.shape, long.segments.shape, round(long.duration, 1))
+'''
+
+AUDIO_EXTENSIONS = frozenset(
+    "." + e for e in ("wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "aifc",
+                      "au", "snd", "caf", "w64", "rf64", "voc", "sph", "nist", "sd2", "htk",
+                      "xi", "paf", "pvf", "mat", "sf", "avr", "svx"))
+DEFAULT_CHUNK_FRAMES = 2048  # ~23.8 s per chunk; 160 frames of each overlap the next
+READ_BLOCK_FRAMES = 1 << 18  # frames decoded per read (~6 s at 44.1 kHz)
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A trained model ready to predict.
+
+    Attributes:
+      params: parameter tree (pass it to `predict_fn`).
+      class_names: C class names, the order of every score's last axis.
+      config: the training config (`ml_collections.ConfigDict`).
+      predict_fn: jitted pure `(params, batch) -> {"clip", "segments", "segment_mask"}`
+        (`inference.predict` with this model's spec bound).
+      spec: what fixes the network (`inference.ModelSpec`).
+      workdir: where it was loaded from.
+    """
+
+    params: Any
+    class_names: tuple[str, ...]
+    config: Any
+    predict_fn: Callable
+    spec: ModelSpec
+    workdir: str = ""
+
+
+def load_model(workdir: str) -> Model:
+    """The best checkpoint of a training workdir (WLER or SLAT), with its classes and config.
+
+    Raises:
+      FileNotFoundError: `workdir` holds no run.json or no best checkpoint.
+    """
+    import functools
+
+    import ml_collections
+
+    from wler_jax import checkpoints
+
+    workdir = os.path.abspath(workdir)
+    run = checkpoints.read_run_file(workdir)
+    if run is None:
+        raise FileNotFoundError(f"{workdir}: no {checkpoints.RUN_FILE}; not a wler_jax workdir "
+                                "(train one with python -m wler_jax.main --workdir=...)")
+    config = ml_collections.ConfigDict(run["config"])
+    class_names = tuple(run["class_names"])
+    ckpt = checkpoints.Checkpointer(workdir)
+    try:
+        params, meta = ckpt.restore_best()
+    finally:
+        ckpt.close()
+    spec = ModelSpec.from_config(config, len(class_names))
+    logging.info("loaded %s (%s, width %g, %d classes) from %s, best epoch %s", spec.method,
+                 spec.pooling, spec.width, len(class_names), workdir, meta.get("epoch"))
+    return Model(params, class_names, config, functools.partial(inference.predict, spec), spec,
+                 workdir)
+
+
+# -- audio -------------------------------------------------------------------------------------
+def stream_audio(path, block_frames: int = READ_BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Decode a file block by block: mono float32 blocks at 44.1 kHz.
+
+    The concatenated blocks equal `wler_jax.audio.load(path)` (same decoder and down-mix; the
+    streaming soxr resampler gives the one-shot result, length fixed to ceil(n * 44100 / sr)),
+    with memory for one block only. Raises `AudioError` (naming the file) where `load` would:
+    missing, empty, undecodable, zero samples, non-finite samples (then mid-stream).
+    """
+    import soundfile as sf
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise AudioError(path, "file does not exist")
+    if os.path.isdir(path):
+        raise AudioError(path, "is a directory")
+    if os.path.getsize(path) == 0:
+        raise AudioError(path, "file is empty (0 bytes)")
+    errors = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+    try:
+        f = sf.SoundFile(path)
+    except errors as e:
+        raise AudioError(path, f"cannot be decoded as audio ({e})") from e
+    with f:
+        sr = int(f.samplerate)
+        resampler = None
+        if sr != geometry.SAMPLE_RATE:
+            import soxr
+
+            resampler = soxr.ResampleStream(sr, geometry.SAMPLE_RATE, 1, dtype="float32",
+                                            quality="HQ")
+        n_in, n_out, held = 0, 0, None
+        while True:
+            try:
+                data = f.read(block_frames, dtype="float32", always_2d=True)
+            except errors as e:
+                raise AudioError(path, f"cannot be decoded as audio ({e})") from e
+            if not len(data):
+                break
+            mono = data.mean(axis=1, dtype=np.float32)
+            finite = np.isfinite(mono)
+            if not finite.all():
+                raise AudioError(path, f"contains non-finite (NaN/inf) samples (first at sample "
+                                       f"{n_in + int(np.argmin(finite))})")
+            n_in += mono.size
+            out = mono if resampler is None else resampler.resample_chunk(mono)
+            if held is not None and held.size:
+                n_out += held.size
+                yield held
+            held = out
+        if n_in == 0:
+            raise AudioError(path, "contains zero samples")
+        if resampler is not None:  # flush, and fix the length as librosa.resample does
+            held = np.concatenate([held, resampler.resample_chunk(np.zeros(0, np.float32),
+                                                                   last=True)])
+            target = int(np.ceil(n_in * (geometry.SAMPLE_RATE / sr)))
+            held = held[:max(0, target - n_out)]
+            held = np.pad(held, (0, max(0, target - n_out - held.size)))
+        yield held.astype(np.float32, copy=False)
+
+
+def predict_waveform(model: Model, waveform: np.ndarray, *,
+                     chunk_frames: int = DEFAULT_CHUNK_FRAMES, batch_size: int = 1) -> Prediction:
+    """Scores of one in-memory recording of any length ([n] float32 or int16, 44.1 kHz mono).
+
+    Equal (to float rounding) to `model.predict_fn` on the whole recording, in chunks of
+    `chunk_frames` frames. Returns a `Prediction` (clip [C], segments [S, C], num_samples).
+    """
+    return inference.score_waveform(model.spec, model.params, waveform,
+                                    chunk_frames=chunk_frames, batch_size=batch_size)
+
+
+def predict_files(model: Model, paths: Sequence[str], *,
+                  chunk_frames: int = DEFAULT_CHUNK_FRAMES, batch_size: int = 1,
+                  on_read: Optional[Callable[[], None]] = None
+                  ) -> Iterator[tuple[int, Optional[Prediction], Optional[AudioError]]]:
+    """Score files in bounded memory: yields (index in `paths`, prediction, None) or
+    (index, None, AudioError) for each file, in completion order (batches span files)."""
+    scorer = inference.ChunkedScorer(model.spec, model.params, chunk_frames=chunk_frames,
+                                     batch_size=batch_size)
+    for i, path in enumerate(paths):
+        try:
+            scorer.add(i, stream_audio(path))
+        except AudioError as e:
+            logging.warning("skipping %s", e)
+            yield i, None, e
+        yield from ((k, p, None) for k, p in scorer.completed())
+        if on_read is not None:
+            on_read()
+    yield from ((k, p, None) for k, p in scorer.flush())
+
+
+def predict_file(model: Model, path: str, **kwargs) -> Prediction:
+    """Scores of one audio file of any length (raises `AudioError` if it cannot be read)."""
+    (_, prediction, error), = list(predict_files(model, [path], **kwargs))
+    if error is not None:
+        raise error
+    return prediction
+
+
+# -- result layouts ----------------------------------------------------------------------------
+def _segment_spans(prediction: Prediction) -> tuple[np.ndarray, np.ndarray]:
+    start, end = geometry.segment_times(prediction.segments.shape[0])
+    return start, np.minimum(end, prediction.duration)
+
+
+def prediction_record(file: str, prediction: Prediction, class_names: Sequence[str],
+                      threshold: float = 0.5) -> dict:
+    """The JSON object of one file (module docstring): scores, segment scores, merged events."""
+    start, end = _segment_spans(prediction)
+    r = lambda x: round(float(x), 6)  # noqa: E731
+    events = localisation.merge_segments(prediction.segments, class_names, threshold)
+    return {
+        "file": file,
+        "duration": r(prediction.duration),
+        "scores": {c: r(p) for c, p in zip(class_names, prediction.clip)},
+        "segment_scores": [{"start": r(s), "end": r(e), "scores": {
+            c: r(p) for c, p in zip(class_names, row)}}
+            for s, e, row in zip(start, end, prediction.segments)],
+        "segments": [{"label": ev["label"], "start": r(ev["start"]),
+                      "end": r(min(ev["end"], prediction.duration)), "score": r(ev["score"])}
+                     for ev in events],
+    }
+
+
+def detect_file_events(prediction: Prediction, class_names: Sequence[str], *,
+                       threshold: float = 0.5, median_filter: int = 1,
+                       reduce: str = "max") -> list[dict]:
+    """Events on the 32-frame time line: grid_scores -> median_filter -> detect_events."""
+    onsets, offsets, scores = localisation.grid_scores(
+        prediction.segments, prediction.num_frames, reduce=reduce, duration=prediction.duration)
+    scores = localisation.median_filter(scores, median_filter)
+    return localisation.detect_events(onsets, offsets, scores, class_names, threshold=threshold)
+
+
+def _atomic_write(path: str, write: Callable) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w", newline="") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def write_json(path: str, records: list[dict], failed: list[dict], **header) -> None:
+    _atomic_write(path, lambda f: json.dump({**header, "results": records, "failed": failed},
+                                            f, indent=1))
+
+
+def write_csv(path: str, records: list[dict], failed: list[dict]) -> None:
+    """The long CSV table (module docstring): clip, segment, event and failed rows."""
+
+    def write(f):
+        w = csv.writer(f)
+        w.writerow(["file", "level", "label", "start", "end", "score", "reason"])
+        for rec in records:
+            for c, p in rec["scores"].items():
+                w.writerow([rec["file"], "clip", c, 0.0, rec["duration"], p, ""])
+            for seg in rec["segment_scores"]:
+                for c, p in seg["scores"].items():
+                    w.writerow([rec["file"], "segment", c, seg["start"], seg["end"], p, ""])
+            for ev in rec["segments"]:
+                w.writerow([rec["file"], "event", ev["label"], ev["start"], ev["end"],
+                            ev["score"], ""])
+        for fail in failed:
+            w.writerow([fail["file"], "failed", "", "", "", "", fail["reason"]])
+
+    _atomic_write(path, write)
+
+
+def write_events_tsv(path: str, events: list[tuple[str, list[dict]]]) -> None:
+    """DCASE event list: `filename\\tonset\\toffset\\tevent_label` with a header line."""
+
+    def write(f):
+        f.write("filename\tonset\toffset\tevent_label\n")
+        for name, evs in events:
+            for ev in evs:
+                f.write(f"{name}\t{ev['start']:.3f}\t{ev['end']:.3f}\t{ev['label']}\n")
+
+    _atomic_write(path, write)
+
+
+def plot_prediction(path: str, title: str, prediction: Prediction, class_names: Sequence[str],
+                    threshold: float = 0.5, top: int = 5) -> None:
+    """PNG of segment scores over time: the `top` classes as lines, all classes as a heat map."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    start, end = _segment_spans(prediction)
+    centre = start + (geometry.SEGMENT_FRAMES * localisation.FRAME_SECONDS) / 2
+    segs, num_classes = prediction.segments, len(class_names)
+    fig = Figure(figsize=(11, 3.2 + 0.22 * num_classes), layout="constrained")
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[1.2, 0.2 + 0.08 * num_classes])
+    for c in np.argsort(-prediction.clip)[:top]:
+        ax1.plot(centre, segs[:, c], marker="." if len(centre) < 60 else None,
+                 label=f"{class_names[c]} ({prediction.clip[c]:.2f})")
+    ax1.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
+    ax1.set(ylim=(0, 1), ylabel="probability", title=title)
+    ax1.legend(loc="upper right", fontsize="small")
+    hop = geometry.SEGMENT_HOP * localisation.FRAME_SECONDS  # one column per segment, at its centre
+    image = ax2.imshow(segs.T, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma",
+                       interpolation="nearest", extent=(centre[0] - hop / 2, centre[-1] + hop / 2,
+                                                        -0.5, num_classes - 0.5))
+    ax2.set_xlim(0, max(prediction.duration, centre[-1] + hop / 2))
+    ax2.set_yticks(range(num_classes), class_names, fontsize="small")
+    ax2.set_xlabel("time (s)")
+    fig.colorbar(image, ax=ax2, pad=0.01)
+    fig.savefig(path, dpi=100)
+
+
+# -- command line ------------------------------------------------------------------------------
+def find_audio_files(inputs: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, name) of every file to score: files as given (name = base name), folders searched
+    recursively for `AUDIO_EXTENSIONS` (name = path relative to the folder). Sorted within a
+    folder; duplicates (same real path) kept once."""
+    found, seen = [], set()
+    for item in inputs:
+        if os.path.isdir(item):
+            pairs = []
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                pairs += [(os.path.join(root, f), os.path.relpath(os.path.join(root, f), item))
+                          for f in sorted(files)
+                          if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
+            if not pairs:
+                logging.warning("no audio files (%s) under %s", ", ".join(sorted(
+                    AUDIO_EXTENSIONS)), item)
+        else:
+            pairs = [(item, os.path.basename(item))]
+        for path, name in pairs:
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                found.append((path, name))
+    return found
+
+
+FLAGS = flags.FLAGS
+# allow_override: `--workdir` is also defined by wler_jax.main; both may be imported in one process.
+flags.DEFINE_string("workdir", None, "Training workdir to load the best checkpoint from.",
+                    allow_override=True)
+flags.DEFINE_string("output", "predictions.json", "Output file: .json or .csv (see module doc).")
+flags.DEFINE_float("threshold", 0.5, "Decision threshold for merged segments and events "
+                   "(probability strictly above it counts as active).")
+flags.DEFINE_string("events_tsv", None, "Also write a DCASE event list (TSV) here.")
+flags.DEFINE_integer("median_filter", 1, "Median filter length in 32-frame cells (~0.37 s) "
+                     "applied to the time line before --events_tsv detection (1 = off).")
+flags.DEFINE_enum("grid_reduce", "max", ["max", "mean"], "How the four overlapping segments "
+                  "covering a 32-frame cell combine into its score (--events_tsv).")
+flags.DEFINE_string("plot", None, "Write a PNG of segment scores over time per file here.")
+flags.DEFINE_integer("chunk_frames", DEFAULT_CHUNK_FRAMES, "Frames per chunk (multiple of 32, "
+                     ">= 256); bounds memory whatever the recording length.")
+flags.DEFINE_integer("batch_size", 0, "Chunks per device call (0: 1 on CPU, 8 on accelerators).")
+flags.DEFINE_bool("progress", True, "Progress bar over files on stderr.")
+
+
+class _QuietLibraries:
+    """Drops INFO lines of orbax (a dozen per restore) and jax's backend probing from the log."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= 30 or not any(
+            s in record.pathname for s in ("orbax", "xla_bridge"))
+
+
+def main(argv: Sequence[str]) -> int:
+    inputs = list(argv[1:])
+    handler = logging.get_absl_handler()
+    if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
+        handler.addFilter(_QuietLibraries())
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required")
+    if not inputs:
+        raise app.UsageError("give audio files or folders to score")
+    ext = os.path.splitext(FLAGS.output)[1].lower()
+    if ext not in (".json", ".csv"):
+        raise app.UsageError(f"--output must end in .json or .csv, got {FLAGS.output}")
+    if not 0.0 <= FLAGS.threshold <= 1.0 or FLAGS.median_filter < 1:
+        raise app.UsageError("--threshold must be in [0, 1] and --median_filter >= 1")
+    import jax
+    from tqdm import tqdm
+
+    model = load_model(FLAGS.workdir)
+    batch_size = FLAGS.batch_size or (1 if jax.default_backend() == "cpu" else 8)
+    files = find_audio_files(inputs)
+    predictions: dict[int, Prediction] = {}
+    errors: dict[int, AudioError] = {}
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not FLAGS.progress) as bar:
+        for i, pred, err in predict_files(model, [p for p, _ in files],
+                                          chunk_frames=FLAGS.chunk_frames, batch_size=batch_size,
+                                          on_read=lambda: bar.update(1)):
+            if err is None:
+                predictions[i] = pred
+            else:
+                errors[i] = err
+    names = model.class_names
+    records = [prediction_record(files[i][0], predictions[i], names, FLAGS.threshold)
+               for i in sorted(predictions)]
+    failed = [{"file": files[i][0], "reason": errors[i].reason} for i in sorted(errors)]
+    if ext == ".csv":
+        write_csv(FLAGS.output, records, failed)
+    else:
+        write_json(FLAGS.output, records, failed, workdir=model.workdir, class_names=list(names),
+                   threshold=FLAGS.threshold)
+    if FLAGS.events_tsv:
+        write_events_tsv(FLAGS.events_tsv, [(files[i][1], detect_file_events(
+            predictions[i], names, threshold=FLAGS.threshold, median_filter=FLAGS.median_filter,
+            reduce=FLAGS.grid_reduce)) for i in sorted(predictions)])
+    if FLAGS.plot:
+        os.makedirs(FLAGS.plot, exist_ok=True)
+        for i in sorted(predictions):
+            name = files[i][1].replace(os.sep, "__")
+            plot_prediction(os.path.join(FLAGS.plot, name + ".png"), files[i][0], predictions[i],
+                            names, FLAGS.threshold)
+    logging.info("scored %d file(s), %d failed; wrote %s", len(records), len(failed),
+                 FLAGS.output)
+    sys.stderr.write(f"scored {len(records)} file(s) -> {FLAGS.output}\n")
+    if failed:
+        sys.stderr.write(f"{len(failed)} file(s) failed:\n" + "".join(
+            f"  {f['file']}: {f['reason']}\n" for f in failed))
+        return 1
+    return 0
+
+
+def cli(argv: Sequence[str]) -> int:
+    """Run the command line in this process (tests, notebooks): argv[0] is the program name."""
+    FLAGS.unparse_flags()
+    return main(FLAGS(list(argv)))
+
+
+if __name__ == "__main__":
+    app.run(main)
