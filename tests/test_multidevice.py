@@ -44,3 +44,50 @@ def test_four_device_mesh_equals_one_device(tmp_path):
     one, four = _run(tmp_path, 1), _run(tmp_path, 4)
     np.testing.assert_allclose(four["clip"], one["clip"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(four["seg"], one["seg"], rtol=1e-5, atol=1e-5)
+
+
+TRAIN_SCRIPT = textwrap.dedent("""
+    import sys
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from wler_jax import models, steps
+    from wler_jax.geometry import max_samples_for_frames, segment_mask
+    assert jax.device_count() == int(sys.argv[2])
+    rng = np.random.default_rng(0)
+    width = max_samples_for_frames(192)
+    lengths = np.array([width, 40000, 70000, 0], np.int32)
+    wav = (rng.integers(-3000, 3000, (4, width)) * (np.arange(width) < lengths[:, None])).astype(np.int16)
+    nf = np.where(lengths > 0, 1 + lengths // 512, 0).astype(np.int32)
+    batch = {"audio": wav, "num_samples": lengths, "num_frames": nf,
+             "labels": np.eye(4, 3, dtype=np.float32), "weight": np.array([1, 1, 1, 0], np.float32),
+             "index": np.array([0, 1, 2, -1], np.int32), "segment_mask": segment_mask(nf, 192)}
+    model = models.WLER(3, width=0.125)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 128, 128)), jnp.array([128]))["params"]
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    state = steps.TrainState.create(apply_fn=None, params=params, tx=steps.make_optimizer("adagrad", 1e-2))
+    state = jax.device_put(state, NamedSharding(mesh, P()))
+    step = jax.jit(steps.make_train_step(model, "wler", base_rng=jax.random.key(1)), donate_argnums=0)
+    losses = []
+    for _ in range(3):
+        state, m = step(state, jax.device_put(batch, NamedSharding(mesh, P("data"))))
+        losses.append(float(m["loss"]))
+    flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
+    np.savez(sys.argv[1], losses=np.array(losses), params=flat)
+""")
+
+
+def test_four_device_train_steps_equal_one_device(tmp_path):
+    """Data-parallel training over a 4-device mesh (dropout included) matches one device."""
+    runs = []
+    for devices in (1, 4):
+        out = tmp_path / f"train{devices}.npz"
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+                   JAX_PLATFORMS="cpu")
+        subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(out), str(devices)], env=env,
+                       check=True, timeout=300)
+        runs.append(np.load(out))
+    np.testing.assert_allclose(runs[1]["losses"], runs[0]["losses"], rtol=1e-5)
+    assert runs[0]["losses"][-1] != runs[0]["losses"][0]
+    # Adagrad's first steps move every weight by ~lr * sign(g), so a gradient that rounds
+    # differently near 0 moves a weight by up to ~1e-2 * 1e-3; 1e-4 is 1% of the learning rate.
+    np.testing.assert_allclose(runs[1]["params"], runs[0]["params"], rtol=1e-4, atol=1e-4)
