@@ -1,0 +1,849 @@
+"""Train-step speed of the project's jitted JAX step against PyTorch, and against the matmul rate.
+
+Times, in one process on one device:
+  * "model step" cases, on precomputed features, against a PyTorch implementation of the
+    identical network, loss and optimiser (`bench/torch_reference.py`, NCHW, eager):
+      - train_B{B}_T{T}: N_W (`models.WLER`) on B feature maps of T frames (default 8 x 1280),
+        BCE (`steps._bce`, Eq. 2) weighted over examples, Adagrad(1e-3) from
+        `steps.make_optimizer`, one `TrainState.apply_gradients`; dropout rng folded with the
+        step; jitted with `donate_argnums=0` exactly like `main`'s step;
+      - train_slat_B{N}_T128: N_S (`models.SegmentNet`, dense head) on N 128-frame windows
+        (default 32), the same loss and optimiser;
+      - infer_B{B}_T{T}: N_W's inference forward (no dropout) -> clip logits.
+  * "full step" cases: the real `steps.make_train_step` (what `main` jits) on an int16
+    waveform batch built by `input_pipeline.collate`, with B/4 recordings so that the example
+    count matches (each recording is 4 log-mel scales computed on the device):
+      - full_wler_B{B/4}x4_T{T}: B/4 recordings of T frames through the WLER step;
+      - full_slat_B{N/4}x4_T128: N/4 recordings of 128 frames through the SLAT step (hop 128:
+        one window per scale).
+    These include the on-device log-mel (timed alone as `logmel_s`); no PyTorch twin.
+
+Every time is the median wall time of `--reps` calls after one warm-up call (compilation is
+done ahead of time and reported as `compile_s`; the warm-up call is excluded). JAX calls end
+with `jax.block_until_ready`, PyTorch ones with `torch.cuda.synchronize` on a GPU (PyTorch CPU
+ops are synchronous). Training states are carried from call to call (donated on the JAX side),
+as in training.
+
+FLOPs (the `gflop` field, used for GFLOP/s of both frameworks) are counted analytically: a
+conv layer costs 2 * K * K * Cin * Cout * H_out * W_out, a dense layer 2 * In * Out; biases,
+ReLU, pooling, masks, loss and optimiser are not counted. A train step is forward + weight
+gradients (= forward, every layer) + input gradients (= forward, every layer but the first,
+whose input is the features): ~3x forward. At the paper's widths N_W costs ~11.5 MFLOP per
+frame forward, so B=8 x T=1280 forward is ~118 GFLOP and a train step ~353 GFLOP. XLA's own
+count (`compiled.cost_analysis()["flops"]`, everything in the compiled program, the log-mel
+of full steps included) is reported beside it as `xla_gflop`; on CPU it agrees with the
+analytic count within ~2%, on GPUs it leaves out the cuDNN convolutions (custom calls) and
+means little.
+
+The device's matmul rate is measured in the same run: a jitted `jnp.dot` of two N x N
+matrices in the compute dtype (N = 2048 on CPU, 8192 on accelerators), median of at least 10
+calls, once before and once after the cases; `matmul_gflops` is the better of the two (on a
+shared CPU other jobs can halve one of them; both are stored as `matmul` / `matmul_end`).
+`fraction_of_matmul` = the JAX step's GFLOP/s / that rate. PyTorch's own matmul rate
+(`torch.matmul`, same size, same rule) is `torch_matmul_gflops`, and
+`torch_fraction_of_matmul` = PyTorch's GFLOP/s / that rate.
+
+Breakdown (`--breakdown`, default on): per train case, the JAX loss forward alone (train mode,
+jitted), `value_and_grad` alone and the whole step; PyTorch forward + loss (autograd
+recording), forward + backward, and the whole step. backward ~ (fwd+bwd) - fwd, optimiser and
+the rest ~ step - (fwd+bwd).
+
+Threads: XLA:CPU runs its intra-op pool on every core the process may use
+(`os.sched_getaffinity`), which is not configurable from here; PyTorch gets
+`torch.set_num_threads(--torch_threads, default os.cpu_count())`. Both are printed and stored.
+On a GPU, JAX's allocator is limited to half of the device memory
+(`XLA_PYTHON_CLIENT_MEM_FRACTION=0.5` unless already set) so that PyTorch has room.
+
+Differences from the JAX side that cost nothing: PyTorch's Adagrad adds eps after the square
+root (g / (sqrt(sum g^2) + eps)) where optax adds it inside (g / sqrt(sum g^2 + eps)); the
+dropout masks differ (different RNGs). Precision, which does change the cost on GPUs: PyTorch
+keeps its defaults (cuDNN convs may use TF32, matmuls are true fp32;
+`torch.backends.cudnn.benchmark` is switched on for the fixed shapes) and XLA its own (TF32-class
+for float32 dots and convs on recent GPUs: the float32 matmul rate then reads ~7x PyTorch's
+true-fp32 one); both are recorded. `--fp32_precision highest` makes both frameworks compute in
+true float32 (`jax_default_matmul_precision="highest"`, PyTorch TF32 off), `tf32` lets both use
+TF32; on CPU the flag changes nothing. `--dtype bfloat16` builds the JAX models with
+`dtype=jnp.bfloat16` (float32 params) and runs PyTorch under `torch.autocast(bfloat16)`.
+A forward check (eval mode, Flax weights copied into the PyTorch twins) on a small batch
+confirms the two networks compute the same function (`check` in the JSON).
+
+torch is an optional bench-only extra (`pip install -e .[bench]`): without it (or with
+`--no_torch`) only the JAX columns are filled and the torch fields are null.
+
+Usage:
+  python bench/train_speed.py [--reps N] [--width W] [--dtype float32|bfloat16] [--quick]
+      [--fp32_precision default|tf32|highest] [--no_torch] [--torch_threads N]
+      [--torch_compile] [--no_breakdown] [--cases ...] [--json PATH]
+
+JSON (`--json`, default bench/results/train_speed_<device>[_quick].json):
+  {"device": ..., "matmul_gflops": ..., "cases": [{"name": "train_B8_T1280", "jax_s": ...,
+   "torch_s": ..., "speedup_vs_torch": torch_s / jax_s, "gflops": ..., "fraction_of_matmul": ...,
+   ...}, ...], ...} with threads, load average, versions and per-rep times beside.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import traceback
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.5")  # leave room for PyTorch on a GPU
+
+import numpy as np  # noqa: E402
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(BENCH_DIR, ".."))
+sys.path.insert(0, BENCH_DIR)  # torch_reference
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+from wler_jax import features as features_lib  # noqa: E402
+from wler_jax import geometry, input_pipeline, models, steps  # noqa: E402
+
+RESULTS_DIR = os.path.join(BENCH_DIR, "results")
+NUM_CLASSES = 10
+LEARNING_RATE = 1e-3
+
+
+# --------------------------------------------------------------------------- timing helpers
+
+def time_calls(fn, reps: int, sync=jax.block_until_ready) -> dict:
+    """Median wall time of `fn()` over `reps` calls after one warm-up call (excluded)."""
+    start = time.perf_counter()
+    sync(fn())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        sync(fn())
+        times.append(time.perf_counter() - start)
+    return {"median": statistics.median(times), "times": times, "first_call": first}
+
+
+def compile_aot(fn, *args, donate_argnums=()):
+    """jit + lower + compile once: (compiled, seconds, XLA GFLOP or None)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+    seconds = time.perf_counter() - start
+    gflop = None
+    try:
+        cost = compiled.cost_analysis()
+        if isinstance(cost, (list, tuple)):
+            cost = cost[0] if cost else None
+        if cost and "flops" in cost:
+            gflop = float(cost["flops"]) / 1e9
+    except Exception:  # noqa: BLE001 - cost analysis is optional information
+        pass
+    return compiled, seconds, gflop
+
+
+# ------------------------------------------------------------------------------ FLOP counts
+
+def conv_stack_layer_flops(frames: int, width: float) -> list[float]:
+    """Forward FLOPs of each 3x3 SAME conv of the stack on one [frames, 128] input."""
+    chans = [1] + [models.scaled(f, width) for f in models.PAPER_FILTERS]
+    t, m, out = frames, geometry.N_MELS, []
+    for cin, cout in zip(chans[:-1], chans[1:]):
+        out.append(2.0 * 3 * 3 * cin * cout * t * m)
+        t, m = t // 2, m // 2
+    return out
+
+
+def analytic_flops(kind: str, frames: int, width: float, num_classes: int = NUM_CLASSES) -> dict:
+    """Analytic FLOPs of one example: {"forward", "train"} (see the module docstring)."""
+    c5 = models.scaled(models.PAPER_FILTERS[-1], width)
+    hidden = models.scaled(models.PAPER_HIDDEN, width)
+    h = models.HEAD_SIZE
+    if kind == "wler":
+        frames = geometry.padded_frames(frames)
+        convs = conv_stack_layer_flops(frames, width)
+        segments = frames // 32 - (h - 1)
+        head = [2.0 * h * h * c5 * hidden * segments, 2.0 * hidden * num_classes * segments]
+    else:  # N_S on one 128 x 128 window
+        convs = conv_stack_layer_flops(geometry.SEGMENT_FRAMES, width)
+        head = [2.0 * h * h * c5 * hidden, 2.0 * hidden * num_classes]
+    layers = convs + head
+    forward = sum(layers)
+    return {"forward": forward, "train": forward + forward + (forward - layers[0])}
+
+
+# --------------------------------------------------------------------------------- inputs
+
+def fake_log_mel(rng: np.random.Generator, shape) -> np.ndarray:
+    """Log-mel-like values in dB (about -100 .. 0), float32."""
+    return np.clip(rng.normal(-45.0, 18.0, size=shape), -100.0, 0.0).astype(np.float32)
+
+
+def multi_hot(rng: np.random.Generator, n: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    labels = (rng.random((n, num_classes)) < 0.2).astype(np.float32)
+    labels[np.arange(n), rng.integers(0, num_classes, n)] = 1.0
+    return labels
+
+
+def waveform_batch(rng: np.random.Generator, recordings: int, frames: int) -> dict:
+    """A real pipeline batch (`input_pipeline.collate`) of `recordings` whole recordings of
+    `frames` frames each, int16 noise and tones."""
+    n = (frames - 1) * geometry.HOP_LENGTH  # 1 + n // 512 == frames
+    t = np.arange(n) / geometry.SAMPLE_RATE
+    source = []
+    for i in range(recordings):
+        x = 0.05 * rng.standard_normal(n) + 0.2 * np.sin(2 * np.pi * (220.0 * (i + 1)) * t)
+        labels = np.flatnonzero(multi_hot(rng, 1)[0]).tolist()
+        audio = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)  # the stored format
+        source.append({"audio": audio, "labels": labels,
+                       "id": f"rec{i}"})
+    batch = input_pipeline.collate(source, frames, np.arange(recordings), num_classes=NUM_CLASSES)
+    assert int(batch["num_frames"][0]) == frames, batch["num_frames"]
+    return batch
+
+
+# ------------------------------------------------------------------------------ JAX side
+
+def make_model(kind: str, width: float, dtype):
+    if kind == "wler":
+        return models.WLER(NUM_CLASSES, width=width, dtype=dtype)
+    return models.SegmentNet(NUM_CLASSES, width=width, dtype=dtype)
+
+
+def init_state(model, seed: int = 0):
+    """Float32 params from a 128-frame dummy (as `train.init_params`) in a TrainState."""
+    x = jnp.zeros((1, geometry.SEGMENT_FRAMES, geometry.N_MELS), jnp.float32)
+    args = (x, jnp.array([geometry.SEGMENT_FRAMES])) if isinstance(model, models.WLER) else (x,)
+    params = jax.jit(model.init)(jax.random.key(seed), *args)["params"]
+    tx = steps.make_optimizer("adagrad", LEARNING_RATE)
+    return steps.TrainState.create(apply_fn=None, params=params, tx=tx)
+
+
+def make_model_loss(model):
+    """loss(params, batch, rng) on precomputed features: `steps.wler_loss` minus the log-mel."""
+
+    def loss_fn(params, batch, rng):
+        if isinstance(model, models.WLER):
+            logits, _ = model.apply({"params": params}, batch["features"], batch["num_frames"],
+                                    train=True, rngs={"dropout": rng})
+        else:
+            logits = model.apply({"params": params}, batch["features"], train=True,
+                                 rngs={"dropout": rng})
+        per_example = steps._bce(logits, batch["labels"])  # noqa: SLF001 - the project's loss
+        weight = batch["weight"]
+        return (per_example * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+
+    return loss_fn
+
+
+def make_model_step(loss_fn, base_rng):
+    """(state, batch) -> (state, metrics), the shape of `steps.make_train_step`'s step."""
+
+    def train_step(state, batch):
+        rng = jax.random.fold_in(base_rng, state.step)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, rng)
+        state = state.apply_gradients(grads=grads)
+        return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+    return train_step
+
+
+class Carry:
+    """Runs a donated (state, batch) -> (state, metrics) step, keeping the new state."""
+
+    def __init__(self, step, state, batch):
+        self.step, self.state, self.batch = step, state, batch
+
+    def __call__(self):
+        self.state, metrics = self.step(self.state, self.batch)
+        return metrics
+
+
+def jax_train_case(kind: str, batch_np: dict, args, dtype, base_rng) -> dict:
+    """Model step (+ breakdown) of N_W or N_S on precomputed features."""
+    model = make_model(kind, args.width, dtype)
+    state = init_state(model, args.seed)
+    params_np = jax.tree.map(np.asarray, state.params)  # for the PyTorch twin (same init)
+    batch = jax.device_put(batch_np)
+    loss_fn = make_model_loss(model)
+    step, compile_s, xla_gflop = compile_aot(make_model_step(loss_fn, base_rng), state, batch,
+                                             donate_argnums=0)
+    out = {"params_np": params_np, "compile_s": compile_s, "xla_gflop": xla_gflop,
+           "num_params": models.num_params(state.params)}
+    runner = Carry(step, state, batch)
+    out["step"] = time_calls(runner, args.reps)
+    out["final_loss"] = float(runner()["loss"])
+    if args.breakdown:
+        rng = jax.random.fold_in(base_rng, 0)
+        params = runner.state.params
+        fwd, _, fwd_gflop = compile_aot(loss_fn, params, batch, rng)
+        vg, _, vg_gflop = compile_aot(jax.value_and_grad(loss_fn), params, batch, rng)
+        out["forward"] = time_calls(lambda: fwd(params, batch, rng), args.reps)
+        out["forward_backward"] = time_calls(lambda: vg(params, batch, rng), args.reps)
+        out["xla_gflop_forward"], out["xla_gflop_forward_backward"] = fwd_gflop, vg_gflop
+    del runner
+    return out
+
+
+def jax_infer_case(batch_np: dict, args, dtype) -> dict:
+    model = make_model("wler", args.width, dtype)
+    state = init_state(model, args.seed)
+    params = state.params
+    batch = jax.device_put(batch_np)
+    fn, compile_s, xla_gflop = compile_aot(
+        lambda p, f, n: model.apply({"params": p}, f, n)[0], params, batch["features"],
+        batch["num_frames"])
+    timing = time_calls(lambda: fn(params, batch["features"], batch["num_frames"]), args.reps)
+    return {"params_np": jax.tree.map(np.asarray, params), "compile_s": compile_s,
+            "xla_gflop": xla_gflop, "step": timing}
+
+
+def jax_full_case(kind: str, batch_np: dict, args, dtype, base_rng) -> dict:
+    """The real `steps.make_train_step` on a waveform batch (log-mel on the device)."""
+    model = make_model(kind, args.width, dtype)
+    state = init_state(model, args.seed)
+    batch = jax.device_put(batch_np)
+    step_fn = steps.make_train_step(model, kind, slat_hop=geometry.SEGMENT_FRAMES,
+                                    base_rng=base_rng)
+    step, compile_s, xla_gflop = compile_aot(step_fn, state, batch, donate_argnums=0)
+    runner = Carry(step, state, batch)
+    out = {"compile_s": compile_s, "xla_gflop": xla_gflop, "step": time_calls(runner, args.reps)}
+    metrics = runner()
+    out["final_loss"] = float(metrics["loss"])
+    out["examples"] = float(metrics["examples"])
+    logmel, _, logmel_gflop = compile_aot(
+        lambda a, n: features_lib.multi_scale_log_mel(a, n)[0], batch["audio"],
+        batch["num_samples"])
+    out["logmel"] = time_calls(lambda: logmel(batch["audio"], batch["num_samples"]), args.reps)
+    out["xla_gflop_logmel"] = logmel_gflop
+    del runner
+    return out
+
+
+def jax_matmul(n: int, dtype, reps: int) -> dict:
+    key1, key2 = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(key1, (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(key2, (n, n), jnp.float32).astype(dtype)
+    fn = jax.jit(jnp.dot)
+    timing = time_calls(lambda: fn(a, b), max(reps, 10))
+    return {"n": n, "dtype": str(jnp.dtype(dtype)), "gflops": 2.0 * n ** 3 / timing["median"] / 1e9,
+            **timing}
+
+
+# ---------------------------------------------------------------------------- PyTorch side
+
+class TorchSide:
+    """The PyTorch half of the bench (None-safe: `available` False without torch)."""
+
+    def __init__(self, args):
+        self.error = None
+        self.available = False
+        if args.no_torch:
+            self.error = "--no_torch"
+            return
+        try:
+            import torch
+
+            import torch_reference
+        except ImportError as e:
+            self.error = f"torch not importable: {e}"
+            return
+        self.torch, self.ref = torch, torch_reference
+        self.available = True
+        torch.set_num_threads(args.torch_threads)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if args.fp32_precision != "default":
+            tf32 = args.fp32_precision == "tf32"
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        self.amp = torch.bfloat16 if args.dtype == "bfloat16" else None
+        torch.manual_seed(args.seed)
+
+    def info(self) -> dict:
+        if not self.available:
+            return {"torch_version": None, "torch_device": None, "torch_threads": None,
+                    "torch_error": self.error}
+        t = self.torch
+        info = {"torch_version": t.__version__, "torch_device": self.device.type,
+                "torch_threads": t.get_num_threads(),
+                "torch_interop_threads": t.get_num_interop_threads(),
+                "torch_autocast": None if self.amp is None else "bfloat16"}
+        if self.device.type == "cuda":
+            info.update({"torch_device_name": t.cuda.get_device_name(self.device),
+                         "torch_cudnn_version": t.backends.cudnn.version(),
+                         "torch_cudnn_benchmark": t.backends.cudnn.benchmark,
+                         "torch_cudnn_allow_tf32": t.backends.cudnn.allow_tf32,
+                         "torch_matmul_allow_tf32": t.backends.cuda.matmul.allow_tf32})
+        return info
+
+    def tensors(self, batch_np: dict) -> dict:
+        t = self.torch
+        out = {}
+        for k, v in batch_np.items():
+            arr = np.asarray(v)
+            arr = arr.astype(np.int32) if arr.dtype.kind in "iu" else arr.astype(np.float32)
+            out[k] = t.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        return out
+
+    def sync(self, _=None):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def model(self, kind: str, width: float, params_np: dict):
+        cls = self.ref.WLERTorch if kind == "wler" else self.ref.SegmentNetTorch
+        model = cls(NUM_CLASSES, width=width).to(self.device)
+        self.ref.load_flax_params(model, params_np)
+        return model
+
+    def train_case(self, kind: str, batch_np: dict, params_np: dict, args) -> dict:
+        model = self.model(kind, args.width, params_np).train()
+        opt = self.ref.make_optimizer(model, LEARNING_RATE)
+        batch = self.tensors(batch_np)
+        fns = self.ref.make_step_fns(model, opt, self.ref.loss_fn, self.device, self.amp)
+        out = {"step": time_calls(lambda: fns["step"](batch), args.reps, self.sync)}
+        if args.breakdown:
+            out["forward"] = time_calls(lambda: fns["forward"](batch), args.reps, self.sync)
+            out["forward_backward"] = time_calls(lambda: fns["forward_backward"](batch),
+                                                 args.reps, self.sync)
+        out["final_loss"] = float(fns["forward"](batch).detach())
+        if args.torch_compile:
+            out["compile"] = self._compiled(kind, batch, params_np, args)
+        return out
+
+    def _compiled(self, kind, batch, params_np, args) -> dict:
+        """Optional torch.compile of forward + loss (a failure is recorded, not raised)."""
+        try:
+            model = self.model(kind, args.width, params_np).train()
+            opt = self.ref.make_optimizer(model, LEARNING_RATE)
+            forward = self.torch.compile(self.ref.loss_fn)
+            fns = self.ref.make_step_fns(model, opt, forward, self.device, self.amp)
+            return {"step": time_calls(lambda: fns["step"](batch), args.reps, self.sync)}
+        except Exception as e:  # noqa: BLE001 - optional, recorded
+            return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+
+    def infer_case(self, batch_np: dict, params_np: dict, args) -> dict:
+        model = self.model("wler", args.width, params_np).eval()
+        batch = self.tensors(batch_np)
+        fn = self.ref.make_infer_fn(model, self.device, self.amp)
+        return {"step": time_calls(lambda: fn(batch), args.reps, self.sync)}
+
+    def matmul(self, n: int, reps: int) -> dict:
+        t = self.torch
+        dtype = t.bfloat16 if self.amp is not None else t.float32
+        a = t.randn(n, n, device=self.device).to(dtype)
+        b = t.randn(n, n, device=self.device).to(dtype)
+
+        def mm():
+            c = a @ b
+            self.sync()
+            return c
+
+        timing = time_calls(mm, max(reps, 10), lambda _: None)
+        return {"n": n, "gflops": 2.0 * n ** 3 / timing["median"] / 1e9, **timing}
+
+    def check(self, width: float, dtype, seed: int) -> dict:
+        """Eval-mode forward of both twins with the same weights on small inputs: max |diff|."""
+        t = self.torch
+        rng = np.random.default_rng(seed + 7)
+        out = {}
+        wler = make_model("wler", width, dtype)
+        params = jax.tree.map(np.asarray, init_state(wler, seed).params)
+        feats = fake_log_mel(rng, (2, 256, geometry.N_MELS))
+        nf = np.array([256, 200], np.int32)
+        ours = np.asarray(jax.jit(lambda p, f, n: wler.apply({"params": p}, f, n)[1]
+                                  ["segment_logits"])(params, feats, nf))
+        tm = self.model("wler", width, params).eval()
+        with t.inference_mode(), self.ref.autocast(self.device, self.amp):
+            _, theirs = tm(self.tensors({"f": feats})["f"], self.tensors({"n": nf})["n"])
+        mask = np.asarray(geometry.segment_mask(nf, 256))
+        diff = np.abs(ours - theirs.float().cpu().numpy())[mask]
+        out["wler_segment_logits_max_abs_diff"] = float(diff.max())
+        out["wler_max_abs_logit"] = float(np.abs(ours[mask]).max())
+        ns = make_model("slat", width, dtype)
+        params = jax.tree.map(np.asarray, init_state(ns, seed).params)
+        wins = fake_log_mel(rng, (4, geometry.SEGMENT_FRAMES, geometry.N_MELS))
+        ours = np.asarray(jax.jit(lambda p, w: ns.apply({"params": p}, w))(params, wins))
+        tm = self.model("slat", width, params).eval()
+        with t.inference_mode(), self.ref.autocast(self.device, self.amp):
+            theirs = tm(self.tensors({"w": wins})["w"]).float().cpu().numpy()
+        out["slat_logits_max_abs_diff"] = float(np.abs(ours - theirs).max())
+        out["slat_max_abs_logit"] = float(np.abs(ours).max())
+        return out
+
+
+# ------------------------------------------------------------------------------ reporting
+
+def device_slug(kind: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", kind).strip("_") or "device"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def median_or_none(entry: dict | None, key: str = "step"):
+    if not entry or key not in entry:
+        return None
+    return entry[key]["median"]
+
+
+def build_case(name: str, group: str, examples: int, frames: int, flops: float,
+               jax_res: dict, torch_res: dict | None, extra: dict) -> dict:
+    """One JSON case; `fraction_of_matmul` fields are filled in by `add_fractions`."""
+    jax_s = jax_res["step"]["median"]
+    torch_s = median_or_none(torch_res)
+    gflops = flops / 1e9 / jax_s
+    case = {
+        "name": name, "group": group, "examples": examples, "frames": frames,
+        "jax_s": jax_s, "torch_s": torch_s,
+        "speedup_vs_torch": None if torch_s is None else torch_s / jax_s,
+        "gflops": gflops, "fraction_of_matmul": None,
+        "gflop": flops / 1e9, "flop_count": "analytic (module docstring)",
+        "xla_gflop": jax_res.get("xla_gflop"),
+        "torch_gflops": None if torch_s is None else flops / 1e9 / torch_s,
+        "torch_fraction_of_matmul": None,
+        "jax_times": jax_res["step"]["times"], "jax_first_call_s": jax_res["step"]["first_call"],
+        "jax_compile_s": jax_res.get("compile_s"),
+        "torch_times": None if torch_s is None else torch_res["step"]["times"],
+        "torch_first_call_s": None if torch_s is None else torch_res["step"]["first_call"],
+        **extra,
+    }
+    breakdown = {}
+    for part in ("forward", "forward_backward"):
+        if part in jax_res:
+            breakdown[f"jax_{part}_s"] = jax_res[part]["median"]
+            breakdown[f"jax_{part}_times"] = jax_res[part]["times"]
+        if torch_res and part in torch_res:
+            breakdown[f"torch_{part}_s"] = torch_res[part]["median"]
+            breakdown[f"torch_{part}_times"] = torch_res[part]["times"]
+    for side, res in (("jax", jax_res), ("torch", torch_res)):
+        if res and "forward" in res and "forward_backward" in res:
+            f, fb, s = res["forward"]["median"], res["forward_backward"]["median"], \
+                res["step"]["median"]
+            breakdown[f"{side}_backward_s_est"] = fb - f
+            breakdown[f"{side}_optimizer_and_rest_s_est"] = s - fb
+    if "xla_gflop_forward" in jax_res:
+        breakdown["xla_gflop_forward"] = jax_res["xla_gflop_forward"]
+        breakdown["xla_gflop_forward_backward"] = jax_res["xla_gflop_forward_backward"]
+    if breakdown:
+        case["breakdown"] = breakdown
+    if torch_res and "compile" in torch_res:
+        comp = torch_res["compile"]
+        case["torch_compile_s"] = median_or_none(comp)
+        case["torch_compile_first_call_s"] = comp["step"]["first_call"] if "step" in comp else None
+        case["torch_compile_error"] = comp.get("error")
+    return case
+
+
+def add_fractions(cases: list[dict], matmul: float, torch_matmul: float | None) -> None:
+    """GFLOP/s as a fraction of the measured matmul rate (JAX: JAX's; PyTorch: PyTorch's)."""
+    for c in cases:
+        c["fraction_of_matmul"] = c["gflops"] / matmul
+        if c["torch_gflops"] is not None and torch_matmul:
+            c["torch_fraction_of_matmul"] = c["torch_gflops"] / torch_matmul
+
+
+def fmt_s(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x * 1e3:.2f} ms" if x < 1.0 else f"{x:.3f} s"
+
+
+def fmt(x, spec) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def print_tables(out: dict) -> None:
+    print(f"\ndevice {out['device']} ({out['platform']}); JAX threads "
+          f"{out['jax_threads'] or '-'}, PyTorch threads {out['torch_threads'] or '-'} on "
+          f"{out['torch_device'] or '-'}; {out['dtype']} "
+          f"(fp32 precision {out['fp32_precision']}), "
+          f"width {out['width']:g}; median of {out['reps']} rep(s) after 1 warm-up; "
+          f"load average {out['loadavg_start'][0]:.2f} -> {out['loadavg_end'][0]:.2f}")
+    tm = out.get("torch_matmul_gflops")
+    print(f"matmul {out['matmul']['n']}x{out['matmul']['n']} {out['matmul']['dtype']}: JAX "
+          f"{out['matmul_gflops']:.1f} GFLOP/s" + ("" if tm is None else
+                                                     f", PyTorch {tm:.1f} GFLOP/s"))
+    head = (f"{'case':<26} {'GFLOP':>7} {'JAX':>10} {'PyTorch':>10} {'speed-up':>8} "
+            f"{'JAX GF/s':>8} {'%matmul':>7} {'PT GF/s':>8} {'XLA GFLOP':>9}")
+    print(head)
+    print("-" * len(head))
+    for c in out["cases"]:
+        pct = None if c["fraction_of_matmul"] is None else 100 * c["fraction_of_matmul"]
+        print(f"{c['name']:<26} {c['gflop']:>7.1f} {fmt_s(c['jax_s']):>10} "
+              f"{fmt_s(c['torch_s']):>10} "
+              f"{(fmt(c['speedup_vs_torch'], '.2f') + 'x') if c['speedup_vs_torch'] else '-':>8} "
+              f"{c['gflops']:>8.1f} {fmt(pct, '.1f'):>7} {fmt(c['torch_gflops'], '.1f'):>8} "
+              f"{fmt(c['xla_gflop'], '.1f'):>9}")
+    rows = [c for c in out["cases"] if "breakdown" in c]
+    if rows:
+        print("\nbreakdown (median s): fwd = loss forward in train mode; f+b = value_and_grad / "
+              "forward+backward; bwd ~ f+b - fwd; opt ~ step - f+b")
+        head = (f"{'case':<26} {'JAX fwd':>9} {'f+b':>9} {'bwd':>9} {'opt':>9} {'step':>9} | "
+                f"{'PT fwd':>9} {'f+b':>9} {'bwd':>9} {'opt':>9} {'step':>9}")
+        print(head)
+        print("-" * len(head))
+        for c in rows:
+            b = c["breakdown"]
+            g = lambda k: fmt_s(b.get(k))  # noqa: E731
+            print(f"{c['name']:<26} {g('jax_forward_s'):>9} {g('jax_forward_backward_s'):>9} "
+                  f"{g('jax_backward_s_est'):>9} {g('jax_optimizer_and_rest_s_est'):>9} "
+                  f"{fmt_s(c['jax_s']):>9} | {g('torch_forward_s'):>9} "
+                  f"{g('torch_forward_backward_s'):>9} {g('torch_backward_s_est'):>9} "
+                  f"{g('torch_optimizer_and_rest_s_est'):>9} {fmt_s(c['torch_s']):>9}")
+    full = [c for c in out["cases"] if c["group"] == "full_step"]
+    for c in full:
+        print(f"{c['name']}: real make_train_step {fmt_s(c['jax_s'])} (log-mel of the 4 scales "
+              f"alone {fmt_s(c['logmel_s'])}); model step on the same example count "
+              f"{fmt_s(c.get('model_step_s'))}")
+    comp = [c for c in out["cases"] if "torch_compile_s" in c or c.get("torch_compile_error")]
+    for c in comp:
+        print(f"{c['name']}: torch.compile step {fmt_s(c.get('torch_compile_s'))} "
+              f"(first call {fmt_s(c.get('torch_compile_first_call_s'))})"
+              + (f" error: {c['torch_compile_error']}" if c.get("torch_compile_error") else ""))
+    for c in out.get("failed_cases", []):
+        print(f"FAILED {c['name']}: {c['error']}")
+    if out.get("check"):
+        k = out["check"]
+        if "error" in k:
+            print(f"\nJAX vs PyTorch forward check failed: {k['error']}")
+        else:
+            print(f"\nJAX vs PyTorch forward (eval, same weights): N_W segment logits max |diff| "
+                  f"{k['wler_segment_logits_max_abs_diff']:.2e} (logits up to "
+                  f"{k['wler_max_abs_logit']:.3g}); N_S {k['slat_logits_max_abs_diff']:.2e} "
+                  f"(up to {k['slat_max_abs_logit']:.3g})")
+
+
+# ----------------------------------------------------------------------------------- main
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=None,
+                        help="timed calls after warm-up; default 3 on CPU, 20 on accelerators, "
+                             "1 with --quick")
+    parser.add_argument("--width", type=float, default=None,
+                        help="network width (1.0 = the paper's); default 1.0 (--quick: 0.25)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="compute dtype (JAX model dtype; PyTorch autocast)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="T of the WLER cases; default 1280 (--quick: 256)")
+    parser.add_argument("--batch", type=int, default=8,
+                        help="B of the WLER cases (examples; full step: B/4 recordings)")
+    parser.add_argument("--slat_batch", type=int, default=32,
+                        help="number of 128-frame windows of the SLAT case (multiple of 4)")
+    parser.add_argument("--fp32_precision", choices=("default", "tf32", "highest"),
+                        default="default",
+                        help="float32 matmul/conv precision on GPUs: each framework's default "
+                             "(XLA: TF32-class on recent GPUs; PyTorch: TF32 convs, fp32 "
+                             "matmuls), tf32 for both, or highest (true fp32) for both")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: width 0.25, 1 rep, T=256 unless given")
+    parser.add_argument("--no_torch", action="store_true", help="JAX columns only")
+    parser.add_argument("--torch_threads", type=int, default=os.cpu_count() or 1,
+                        help="torch.set_num_threads (default os.cpu_count())")
+    parser.add_argument("--torch_compile", action="store_true",
+                        help="also time torch.compile'd forward+loss train steps (optional)")
+    parser.add_argument("--breakdown", dest="breakdown", action="store_true", default=True,
+                        help="also time forward alone and forward+backward alone per train case "
+                             "(default)")
+    parser.add_argument("--no_breakdown", "--no-breakdown", dest="breakdown",
+                        action="store_false", help="skip the breakdown")
+    parser.add_argument("--cases", nargs="+",
+                        default=["train", "train_slat", "infer", "full", "full_slat"],
+                        choices=["train", "train_slat", "infer", "full", "full_slat"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None,
+                        help="output path; default bench/results/train_speed_<device>[_quick].json")
+    args = parser.parse_args()
+
+    device = jax.devices()[0]
+    on_cpu = device.platform == "cpu"
+    if args.width is None:
+        args.width = 0.25 if args.quick else 1.0
+    if args.reps is None:
+        args.reps = 1 if args.quick else (3 if on_cpu else 20)
+    if args.frames is None:
+        args.frames = 256 if args.quick else 1280
+    if args.batch % 4 or args.slat_batch % 4:
+        parser.error("--batch and --slat_batch must be multiples of 4 (4 scales per recording)")
+    if args.frames < geometry.SEGMENT_FRAMES:
+        parser.error(f"--frames must be at least {geometry.SEGMENT_FRAMES}")
+    if args.json is None:
+        args.json = os.path.join(RESULTS_DIR, f"train_speed_{device_slug(device.device_kind)}"
+                                              f"{'_quick' if args.quick else ''}.json")
+    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
+    if args.fp32_precision == "highest":
+        jax.config.update("jax_default_matmul_precision", "highest")
+    elif args.fp32_precision == "tf32":
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32")
+    jax_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count()
+    loadavg_start = os.getloadavg()
+    torch_side = TorchSide(args)
+    tinfo = torch_side.info()
+    print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}, "
+          f"JAX threads {jax_threads if on_cpu else '-'} (XLA:CPU pool: all usable cores), "
+          f"PyTorch {tinfo['torch_version'] or 'absent'} on {tinfo['torch_device'] or '-'} with "
+          f"{tinfo['torch_threads'] or '-'} threads; width {args.width:g}, {args.dtype} "
+          f"(fp32 precision: {args.fp32_precision}), "
+          f"median of {args.reps} rep(s); load average {loadavg_start[0]:.2f}"
+          + (f" [torch: {torch_side.error}]" if torch_side.error else ""), flush=True)
+
+    start_all = time.perf_counter()
+    rng = np.random.default_rng(args.seed)
+    base_rng = jax.random.key(args.seed + 1)
+    mm_n = 2048 if on_cpu else 8192
+    print(f"  matmul {mm_n}x{mm_n} ...", flush=True)
+    matmul = jax_matmul(mm_n, dtype, args.reps)
+    torch_matmul = torch_side.matmul(mm_n, args.reps) if torch_side.available else None
+    check = None
+    if torch_side.available:
+        try:
+            check = torch_side.check(args.width, dtype, args.seed)
+        except Exception as e:  # noqa: BLE001 - a failed check is reported, timing goes on
+            check = {"error": f"{type(e).__name__}: {e}"}
+            traceback.print_exc()
+
+    b, t, ns = args.batch, args.frames, args.slat_batch
+    wler_batch = {"features": fake_log_mel(rng, (b, t, geometry.N_MELS)),
+                  "num_frames": np.full(b, t, np.int32), "labels": multi_hot(rng, b),
+                  "weight": np.ones(b, np.float32)}
+    slat_batch = {"features": fake_log_mel(rng, (ns, geometry.SEGMENT_FRAMES, geometry.N_MELS)),
+                  "labels": multi_hot(rng, ns), "weight": np.ones(ns, np.float32)}
+    fl_wler = analytic_flops("wler", t, args.width)
+    fl_slat = analytic_flops("slat", geometry.SEGMENT_FRAMES, args.width)
+    cases = []
+    model_step_s = {}
+
+    def torch_run(fn, *a):
+        if not torch_side.available:
+            return None
+        return fn(*a)
+
+    def run_train():
+        jr = jax_train_case("wler", wler_batch, args, dtype, base_rng)
+        tr = torch_run(torch_side.train_case, "wler", wler_batch, jr["params_np"], args)
+        model_step_s["wler"] = jr["step"]["median"]
+        return build_case(f"train_B{b}_T{t}", "model_step", b, t, b * fl_wler["train"], jr, tr,
+                          {"model": "N_W (WLER)", "jax_final_loss": jr["final_loss"],
+                           "torch_final_loss": None if tr is None else tr["final_loss"],
+                           "num_params": jr["num_params"]})
+
+    def run_train_slat():
+        jr = jax_train_case("slat", slat_batch, args, dtype, base_rng)
+        tr = torch_run(torch_side.train_case, "slat", slat_batch, jr["params_np"], args)
+        model_step_s["slat"] = jr["step"]["median"]
+        return build_case(f"train_slat_B{ns}_T128", "model_step", ns, geometry.SEGMENT_FRAMES,
+                          ns * fl_slat["train"], jr, tr,
+                          {"model": "N_S (SLAT, dense head)", "jax_final_loss": jr["final_loss"],
+                           "torch_final_loss": None if tr is None else tr["final_loss"],
+                           "num_params": jr["num_params"]})
+
+    def run_infer():
+        infer_batch = {k: wler_batch[k] for k in ("features", "num_frames")}
+        jr = jax_infer_case(infer_batch, args, dtype)
+        tr = torch_run(torch_side.infer_case, infer_batch, jr["params_np"], args)
+        return build_case(f"infer_B{b}_T{t}", "inference", b, t, b * fl_wler["forward"], jr, tr,
+                          {"model": "N_W (WLER), eval mode"})
+
+    def run_full(kind):
+        examples, frames = (b, t) if kind == "wler" else (ns, geometry.SEGMENT_FRAMES)
+        flops = examples * (fl_wler if kind == "wler" else fl_slat)["train"]
+        jr = jax_full_case(kind, waveform_batch(rng, examples // 4, frames), args, dtype, base_rng)
+        model = ("N_W (WLER) via steps.make_train_step" if kind == "wler"
+                 else "N_S (SLAT) via steps.make_train_step, hop 128")
+        return build_case(f"full_{kind}_B{examples // 4}x4_T{frames}", "full_step", examples,
+                          frames, flops, jr, None,
+                          {"model": model, "recordings": examples // 4,
+                           "logmel_s": jr["logmel"]["median"],
+                           "xla_gflop_logmel": jr["xla_gflop_logmel"],
+                           "model_step_s": model_step_s.get(kind),
+                           "jax_final_loss": jr["final_loss"], "examples_counted": jr["examples"],
+                           "note": "gflops counts the network only; the time includes the "
+                                   "log-mel of 4 scales"})
+
+    plan = [("train", f"train_B{b}_T{t} (N_W model step)", run_train),
+            ("train_slat", f"train_slat_B{ns}_T128 (N_S model step)", run_train_slat),
+            ("infer", f"infer_B{b}_T{t} (N_W forward)", run_infer),
+            ("full", f"full_wler_B{b // 4}x4_T{t} (real make_train_step, log-mel on the device)",
+             lambda: run_full("wler")),
+            ("full_slat", f"full_slat_B{ns // 4}x4_T128 (real make_train_step, log-mel on the "
+                          "device)", lambda: run_full("slat"))]
+    failed = []
+    for key, label, fn in plan:
+        if key not in args.cases:
+            continue
+        print(f"  {label} ...", flush=True)
+        try:
+            cases.append(fn())
+        except Exception as e:  # noqa: BLE001 - one failing case must not lose the others
+            traceback.print_exc()
+            failed.append({"name": label.split(" ")[0], "error": f"{type(e).__name__}: {e}"})
+    # The matmul rate again at the end: on a shared machine the better of the two is the rate
+    # the device can give; both are stored.
+    print(f"  matmul {mm_n}x{mm_n} again ...", flush=True)
+    matmul_end = jax_matmul(mm_n, dtype, args.reps)
+    torch_matmul_end = torch_side.matmul(mm_n, args.reps) if torch_side.available else None
+    mm_rate = max(matmul["gflops"], matmul_end["gflops"])
+    tmm_rate = (None if torch_matmul is None
+                else max(torch_matmul["gflops"], torch_matmul_end["gflops"]))
+    add_fractions(cases, mm_rate, tmm_rate)
+    total = time.perf_counter() - start_all
+
+    import flax
+
+    out = {
+        "device": device.device_kind, "platform": device.platform,
+        "device_count": jax.device_count(),
+        "matmul_gflops": mm_rate, "matmul": matmul, "matmul_end": matmul_end,
+        "torch_matmul_gflops": tmm_rate, "torch_matmul": torch_matmul,
+        "torch_matmul_end": torch_matmul_end,
+        "cases": cases, "failed_cases": failed,
+        "jax_threads": jax_threads if on_cpu else None, **tinfo,
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "loadavg_start": list(loadavg_start), "loadavg_end": list(os.getloadavg()),
+        "width": args.width, "dtype": args.dtype, "fp32_precision": args.fp32_precision,
+        "reps": args.reps, "quick": args.quick,
+        "num_classes": NUM_CLASSES, "learning_rate": LEARNING_RATE,
+        "statistic": "median wall seconds of reps calls after 1 warm-up call (compiled AOT "
+                     "before)",
+        "flop_count": "analytic: conv 2*K*K*Cin*Cout*Hout*Wout, dense 2*In*Out; train = "
+                      "forward + weight grads (= forward) + input grads (= forward minus the "
+                      "first layer); xla_gflop = XLA cost_analysis of the compiled program",
+        "analytic_gflop_per_example": {"wler_forward": fl_wler["forward"] / 1e9,
+                                       "wler_train": fl_wler["train"] / 1e9,
+                                       "slat_forward": fl_slat["forward"] / 1e9,
+                                       "slat_train": fl_slat["train"] / 1e9,
+                                       "wler_mflop_per_frame_forward":
+                                           fl_wler["forward"] / geometry.padded_frames(t) / 1e6},
+        "check": check,
+        "jax_version": jax.__version__, "jaxlib_version": importlib.metadata.version("jaxlib"),
+        "flax_version": flax.__version__, "optax_version": optax.__version__,
+        "numpy_version": np.__version__, "python": platform.python_version(),
+        "xla_python_client_mem_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "total_s": total,
+    }
+    print_tables(out)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"\ntotal {total:.1f} s; wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
