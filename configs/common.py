@@ -63,6 +63,7 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.epochs = 20
+    c.train.scales_per_step = "all"  # all: 4 scales of each recording per step (paper) | one
     c.train.optimizer = "adagrad"  # adagrad (paper, Lasagne semantics) | adam
     c.train.learning_rate = 1e-3
     c.train.adagrad_eps = 1e-6  # Lasagne's epsilon

@@ -195,3 +195,19 @@ def test_bad_config_is_a_clear_error_before_any_work(tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "d").exists() and not (tmp_path / "w").exists()
+
+
+def test_one_scale_per_step_cycles_the_four_scales():
+    """scales_per_step='one': step k trains on scale k % 4 (the same examples 'all' holds)."""
+    from wler_jax import features
+    batch = make_batch()
+    for k, n_fft in enumerate((1024, 512, 2048, 4096, 1024)):
+        feats, nf, labels, weight = jax.jit(lambda b, s: steps.scale_batch(b, step=s))(
+            batch, jnp.int32(k))
+        want, _ = features.log_mel(batch["audio"], batch["num_samples"], n_fft)
+        np.testing.assert_array_equal(feats, want)
+        np.testing.assert_array_equal(labels, batch["labels"])
+    all_feats, _, all_labels, _ = steps.scale_batch(batch)
+    assert all_feats.shape[0] == 4 * batch["audio"].shape[0]
+    np.testing.assert_array_equal(all_feats[1::4], features.log_mel(
+        batch["audio"], batch["num_samples"], 512)[0])

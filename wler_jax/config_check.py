@@ -19,6 +19,7 @@ CHOICES = {
     "model.pooling": tuple(pooling.POOLINGS),
     "model.dtype": ("float32", "bfloat16"),
     "train.optimizer": ("adagrad", "adam"),
+    "train.scales_per_step": ("all", "one"),
 }
 POSITIVE = ("model.width", "input.frame_budget", "input.bucket_ratio", "input.slat_hop",
             "input.slat_eval_hop", "train.epochs", "train.learning_rate",

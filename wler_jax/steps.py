@@ -24,12 +24,20 @@ from wler_jax.models import prepare_input
 TrainState = train_state.TrainState
 
 
-def scale_batch(batch: dict, n_ffts=N_FFTS) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Log-mel of every scale, flattened recording-major to [B * S, T, 128].
+def scale_batch(batch: dict, n_ffts=N_FFTS, *, step: jax.Array | None = None
+                ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Training examples of a batch: log-mel of every scale, flattened recording-major.
 
-    Returns (features, num_frames, labels, weight), each repeated per scale, so that example
-    b * S + s is recording b at scale s (keeps the 'data'-sharded batch axis contiguous).
+    Returns (features [B * S, T, 128], num_frames, labels, weight), each repeated per scale, so
+    that example b * S + s is recording b at scale s (keeps the 'data'-sharded batch axis
+    contiguous). With `step` given, only scale `step % 4` is computed (`lax.switch`: one
+    compiled program, one scale's work at run time) and S = 1: the 4x data is covered over
+    consecutive steps instead of within one step.
     """
+    if step is not None:
+        branches = [lambda a, n, k=k: features_lib.log_mel(a, n, k)[0] for k in n_ffts]
+        feats = jax.lax.switch(step % len(n_ffts), branches, batch["audio"], batch["num_samples"])
+        return feats, batch["num_frames"], batch["labels"], batch["weight"]
     feats, _ = features_lib.multi_scale_log_mel(batch["audio"], batch["num_samples"], n_ffts)
     s, b, t, m = feats.shape
     feats = jnp.swapaxes(feats, 0, 1).reshape(b * s, t, m)
@@ -54,18 +62,19 @@ def _bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1)
 
 
-def wler_loss(params, batch: dict, rng, model: nn.Module) -> tuple[jax.Array, dict]:
+def wler_loss(params, batch: dict, rng, model: nn.Module, step=None) -> tuple[jax.Array, dict]:
     """Recording-level BCE on N_W's pooled logits, every scale a separate example."""
-    feats, nf, labels, weight = scale_batch(batch)
+    feats, nf, labels, weight = scale_batch(batch, step=step)
     clip, _ = model.apply({"params": params}, feats, nf, train=True, rngs={"dropout": rng})
     per_example = _bce(clip, labels)
     total = jnp.maximum(weight.sum(), 1.0)
     return (per_example * weight).sum() / total, {"examples": weight.sum()}
 
 
-def slat_loss(params, batch: dict, rng, model: nn.Module, hop: int) -> tuple[jax.Array, dict]:
+def slat_loss(params, batch: dict, rng, model: nn.Module, hop: int,
+              step=None) -> tuple[jax.Array, dict]:
     """SLAT: every valid 128-frame window of every scale labelled with its recording's label."""
-    feats, nf, labels, weight = scale_batch(batch)
+    feats, nf, labels, weight = scale_batch(batch, step=step)
     wins, valid = windows(feats, nf, hop)
     n, w = valid.shape
     logits = model.apply({"params": params}, wins.reshape(n * w, SEGMENT_FRAMES, -1), train=True,
@@ -76,18 +85,27 @@ def slat_loss(params, batch: dict, rng, model: nn.Module, hop: int) -> tuple[jax
 
 
 def make_train_step(model: nn.Module, method: str, *, slat_hop: int = 128,
-                    base_rng: jax.Array) -> Callable:
-    """(state, batch) -> (state, metrics): one optimiser step; dropout rng folded per step."""
+                    base_rng: jax.Array, scales_per_step: str = "all") -> Callable:
+    """(state, batch) -> (state, metrics): one optimiser step; dropout rng folded per step.
+
+    `scales_per_step`: "all" (each step trains on all four scales of its recordings, the
+    paper's 4x data within every epoch) or "one" (step k trains on scale k % 4 only: a quarter
+    of the compute per step, so four times the optimiser steps for the same compute).
+    """
+    if scales_per_step not in ("all", "one"):
+        raise ValueError(f"scales_per_step must be 'all' or 'one', got {scales_per_step!r}")
     if method == "wler":
-        loss_fn = lambda p, b, r: wler_loss(p, b, r, model)
+        loss_fn = lambda p, b, r, s: wler_loss(p, b, r, model, s)
     elif method == "slat":
-        loss_fn = lambda p, b, r: slat_loss(p, b, r, model, slat_hop)
+        loss_fn = lambda p, b, r, s: slat_loss(p, b, r, model, slat_hop, s)
     else:
         raise ValueError(f"unknown method {method!r}: 'wler' or 'slat'")
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(base_rng, state.step)
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+        scale_step = state.step if scales_per_step == "one" else None
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, batch, rng, scale_step)
         state = state.apply_gradients(grads=grads)
         weight = batch["weight"]
         return state, {"loss": loss, "grad_norm": optax.tree.norm(grads),

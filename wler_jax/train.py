@@ -162,7 +162,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      meta["epoch"] + 1, meta["batch"])
 
     train_step = jax.jit(steps.make_train_step(model, config.method, slat_hop=config.input.slat_hop,
-                                               base_rng=dropout_rng), donate_argnums=0)
+                                               base_rng=dropout_rng,
+                                               scales_per_step=config.train.scales_per_step),
+                         donate_argnums=0)
     eval_fn = jax.jit(steps.make_eval_step(model, config.method,
                                            slat_eval_hop=config.input.slat_eval_hop))
     from tensorboardX import SummaryWriter
