@@ -92,4 +92,5 @@ def localisation(source, segments: list, class_names: list[str], *, threshold: f
         ev = table["events"][i]
         truth[rid] = [(float(on), float(off), class_names[int(lab)])
                       for lab, on, off in zip(ev["label"], ev["onset"], ev["offset"])]
-    return loc.localisation_metrics(preds, truth, durations, class_names, threshold=threshold)
+    return loc.localisation_metrics(preds, truth, durations, class_names, threshold=threshold,
+                                    psds2=True)
