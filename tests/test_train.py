@@ -91,10 +91,13 @@ def test_padding_rows_change_nothing(method):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
 
 
-def test_eval_step_averages_four_scales():
+def test_eval_averages_four_scales():
+    """Training's evaluation (`inference.predict`) averages the four scales' probabilities."""
+    from wler_jax import inference
     model, state = init_state("wler")
     batch = make_batch()
-    out = jax.jit(steps.make_eval_step(model, "wler"))(state.params, batch)
+    spec = inference.ModelSpec("wler", C, width=0.125)
+    out = inference.predict(spec, state.params, batch)
     from wler_jax import features
     probs = []
     for n_fft in (1024, 512, 2048, 4096):

@@ -1,10 +1,10 @@
-"""Pure, jit-able train and eval steps for WLER (N_W) and SLAT (N_S) on waveform batches.
+"""Pure, jit-able train steps for WLER (N_W) and SLAT (N_S) on waveform batches.
 
-Both take the pipeline's batch (int16 waveforms + lengths + multi-hot labels + weights) and
-compute the four log-mel scales on the device from that one transfer. Training treats each
+The step takes the pipeline's batch (int16 waveforms + lengths + multi-hot labels + weights)
+and computes the log-mel scales on the device from that one transfer. Training treats each
 scale as its own example (the paper's 4x data): the step's examples are B recordings x 4
 scales. The loss is Eq. 2 (BCE averaged over classes) averaged over real examples; weight-0
-padding rows never count. Evaluation averages the four scales' probabilities (paper §II-C).
+padding rows never count. Evaluation is `inference.predict`, the same function users call.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import optax
 from flax.training import train_state
 
 from wler_jax import features as features_lib
-from wler_jax.geometry import N_FFTS, SAMPLE_RATE, SEGMENT_FRAMES, SEGMENT_HOP
+from wler_jax.geometry import N_FFTS, SAMPLE_RATE, SEGMENT_FRAMES
 from wler_jax.input_pipeline import window_mask
 from wler_jax.models import prepare_input
 
@@ -113,36 +113,6 @@ def make_train_step(model: nn.Module, method: str, *, slat_hop: int = 128,
                        "audio_seconds": (batch["num_samples"] * weight).sum() / SAMPLE_RATE, **aux}
 
     return train_step
-
-
-def make_eval_step(model: nn.Module, method: str, *, slat_eval_hop: int = SEGMENT_HOP) -> Callable:
-    """(params, batch) -> {"clip": [B, C], "segments": [B, S, C], "segment_mask": [B, S]}.
-
-    Probabilities averaged over the four scales. WLER: sigmoid of N_W's pooled and segment
-    logits. SLAT: N_S on windows with hop `slat_eval_hop` (32 puts them on N_T's segment grid);
-    the recording score is the max over its windows (paper §III-A).
-    """
-
-    def eval_step(params: Any, batch: dict) -> dict:
-        feats, nf = features_lib.multi_scale_log_mel(batch["audio"], batch["num_samples"])
-        clip_sum, seg_sum = 0.0, 0.0
-        for s in range(feats.shape[0]):
-            if method == "wler":
-                clip, aux = model.apply({"params": params}, feats[s], nf)
-                seg, mask = jax.nn.sigmoid(aux["segment_logits"]), aux["segment_mask"]
-                clip = jax.nn.sigmoid(clip)
-            else:
-                wins, mask = windows(feats[s], nf, slat_eval_hop)
-                n, w = mask.shape
-                logits = model.apply({"params": params},
-                                     wins.reshape(n * w, SEGMENT_FRAMES, -1)).reshape(n, w, -1)
-                seg = jax.nn.sigmoid(logits)
-                clip = jnp.where(mask[..., None], seg, 0.0).max(1)
-            clip_sum, seg_sum = clip_sum + clip, seg_sum + seg
-        k = feats.shape[0]
-        return {"clip": clip_sum / k, "segments": seg_sum / k, "segment_mask": mask}
-
-    return eval_step
 
 
 def make_optimizer(optimizer: str, learning_rate: float, *, adagrad_eps: float = 1e-6,

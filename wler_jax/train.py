@@ -8,6 +8,7 @@ the dropout rng position), so it finishes with the same numbers as an uninterrup
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -20,7 +21,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import checkpoints, data, evaluate, input_pipeline, models, steps
+from wler_jax import checkpoints, data, evaluate, inference, input_pipeline, models, steps
 from wler_jax.geometry import SEGMENT_FRAMES
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
@@ -30,12 +31,7 @@ COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int):
     """N_W for WLER, N_S for SLAT, at the configured width, pooling and compute dtype."""
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.model.dtype]
-    if config.method == "wler":
-        return models.WLER(num_classes, width=config.model.width, pooling=config.model.pooling,
-                           dropout_rate=config.model.dropout_rate, dtype=dtype)
-    return models.SegmentNet(num_classes, width=config.model.width,
-                             dropout_rate=config.model.dropout_rate, dtype=dtype)
+    return inference.ModelSpec.from_config(config, num_classes).module()
 
 
 def init_params(model, rng: jax.Array) -> Any:
@@ -165,8 +161,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                base_rng=dropout_rng,
                                                scales_per_step=config.train.scales_per_step),
                          donate_argnums=0)
-    eval_fn = jax.jit(steps.make_eval_step(model, config.method,
-                                           slat_eval_hop=config.input.slat_eval_hop))
+    eval_fn = functools.partial(inference.predict,  # jitted; the predict_fn users call
+                                inference.ModelSpec.from_config(config, num_classes))
     from tensorboardX import SummaryWriter
     writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
     train_src, train_batcher = sources["train"], batchers["train"]
