@@ -188,7 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             step += 1
             progress.update(step, epoch, epochs, metrics,
                             log=step % config.train.log_every_steps == 0)
-            if step % config.train.checkpoint_every_steps == 0:
+            if step % config.train.checkpoint_every_steps == 0 and k + 1 < steps_per_epoch[epoch]:
                 meta = {**meta, "epoch": epoch, "batch": k + 1}
                 ckpt.save_latest(step, state, meta)
         meta = {**meta, "epoch": epoch + 1, "batch": 0}
