@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wler_jax import conv as conv_lib
 from wler_jax import pooling as pooling_lib
 from wler_jax.features import FLOOR_DB
 from wler_jax.geometry import N_MELS, SEGMENT_FRAMES, segment_mask
@@ -73,10 +74,15 @@ class ConvStack(nn.Module):
 
     With `lengths`, each conv input is zeroed at and after the example's valid length at that
     resolution (length // 2**block), so padded frames never reach a valid output.
+
+    `conv_impl` picks the convolutions' kernel-gradient implementation (`conv.Conv`): "auto"
+    (matmul kernel gradient on the CPU backend for wide layers, plain XLA elsewhere),
+    "matmul_grad" (every layer) or "xla" (= flax.linen.Conv). Parameters and forward results are the same for all three.
     """
 
     width: float = 1.0
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
@@ -88,8 +94,9 @@ class ConvStack(nn.Module):
             if lengths is not None:
                 valid = jnp.arange(x.shape[1])[None, :] < (lengths >> i)[:, None]
                 x = jnp.where(valid[:, :, None, None], x, jnp.zeros((), x.dtype))
-            x = nn.Conv(scaled(filters, self.width), (3, 3), padding="SAME", dtype=self.dtype,
-                        kernel_init=KERNEL_INIT, name=f"conv{i + 1}")(x)
+            x = conv_lib.Conv(scaled(filters, self.width), (3, 3), padding="SAME",
+                              dtype=self.dtype, kernel_init=KERNEL_INIT, impl=self.conv_impl,
+                              name=f"conv{i + 1}")(x)
             x = max_pool_2x2(nn.relu(x))
         return x
 
@@ -101,12 +108,13 @@ class SegmentNet(nn.Module):
     width: float = 1.0
     dropout_rate: float = 0.5
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, windows: jax.Array, *, train: bool = False) -> jax.Array:
         if windows.shape[1:3] != (SEGMENT_FRAMES, N_MELS):
             raise ValueError(f"N_S takes [N, 128, 128] windows, got {windows.shape}")
-        x = ConvStack(self.width, self.dtype, name="conv_stack")(windows)
+        x = ConvStack(self.width, self.dtype, self.conv_impl, name="conv_stack")(windows)
         x = x.reshape(x.shape[0], -1)  # flatten [4, 4, C5] row-major: (time, mel, channel)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.relu(nn.Dense(scaled(PAPER_HIDDEN, self.width), dtype=self.dtype,
@@ -121,7 +129,8 @@ class WLER(nn.Module):
 
     Returns `(clip_logits [B, C], aux)` with aux["segment_logits"] [B, S, C] (N_T's output,
     S = max(T, 128) // 32 - 3) and aux["segment_mask"] [B, S] (segment k valid iff
-    32k + 128 <= max(num_frames, 128)).
+    32k + 128 <= max(num_frames, 128)). `conv_impl` as in `ConvStack` (all convolutions,
+    FCv1 / FCv2 / attention included).
     """
 
     num_classes: int
@@ -129,26 +138,29 @@ class WLER(nn.Module):
     dropout_rate: float = 0.5
     pooling: str = "max"
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, features: jax.Array, num_frames: jax.Array, *,
                  train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
         pool_fn = pooling_lib.get(self.pooling)
         x, effective = prepare_input(features, num_frames)
-        x = ConvStack(self.width, self.dtype, name="conv_stack")(x, effective)
+        x = ConvStack(self.width, self.dtype, self.conv_impl, name="conv_stack")(x, effective)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.Conv(scaled(PAPER_HIDDEN, self.width), (HEAD_SIZE, HEAD_SIZE), padding="VALID",
-                    dtype=self.dtype, kernel_init=KERNEL_INIT, name="fc1")(x)  # FCv1
+        x = conv_lib.Conv(scaled(PAPER_HIDDEN, self.width), (HEAD_SIZE, HEAD_SIZE),
+                          padding="VALID", dtype=self.dtype, kernel_init=KERNEL_INIT,
+                          impl=self.conv_impl, name="fc1")(x)  # FCv1
         h = nn.relu(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-        seg = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, kernel_init=KERNEL_INIT,
-                      name="fc2")(x)  # FCv2
+        seg = conv_lib.Conv(self.num_classes, (1, 1), dtype=self.dtype, kernel_init=KERNEL_INIT,
+                            impl=self.conv_impl, name="fc2")(x)  # FCv2
         seg = seg[:, :, 0, :].astype(jnp.float32)  # [B, S, C]
         mask = segment_mask(effective, x.shape[1] * 32 + 96, xp=jnp)
         extra = {}
         if self.pooling == "attention":
-            extra["attention_logits"] = nn.Conv(self.num_classes, (1, 1), kernel_init=KERNEL_INIT,
-                                                name="attention")(
+            extra["attention_logits"] = conv_lib.Conv(self.num_classes, (1, 1),
+                                                      kernel_init=KERNEL_INIT,
+                                                      impl=self.conv_impl, name="attention")(
                 h)[:, :, 0, :].astype(jnp.float32)
         elif self.pooling == "auto_pool":
             extra["alpha"] = self.param("alpha", nn.initializers.ones, (self.num_classes,))

@@ -1,0 +1,179 @@
+"""`conv.Conv` equals `flax.linen.Conv` forward, and its custom-VJP gradients equal autodiff's."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wler_jax import conv, models
+
+# (name, batch, height, width, c_in, c_out, kernel, padding)
+CASES = [
+    ("3x3_same", 2, 12, 10, 5, 8, (3, 3), "SAME"),
+    ("3x3_same_odd", 3, 7, 5, 3, 6, (3, 3), "SAME"),
+    ("3x3_same_one_channel", 2, 9, 16, 1, 8, (3, 3), "SAME"),
+    ("4x4_valid", 2, 9, 4, 16, 8, (4, 4), "VALID"),
+    ("4x4_valid_odd", 1, 6, 5, 3, 7, (4, 4), "VALID"),
+    ("1x1", 2, 11, 1, 8, 5, (1, 1), "SAME"),
+    ("2x3_explicit_pads", 2, 6, 7, 4, 3, (2, 3), ((1, 0), (2, 1))),
+]
+
+
+def _setup(b, h, w, cin, cout, ksize, padding, dtype=None):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((b, h, w, cin)), jnp.float32)
+    ref = nn.Conv(cout, ksize, padding=padding, dtype=dtype)
+    params = ref.init(jax.random.key(1), x)
+    params = jax.tree.map(lambda a: a + 0.1 * jnp.asarray(rng.standard_normal(a.shape),
+                                                          a.dtype), params)  # nonzero bias
+    return x, ref, params
+
+
+def _grads(module, params, x):
+    out_shape = jax.eval_shape(module.apply, params, x).shape
+    probe = jnp.asarray(np.random.default_rng(2).standard_normal(out_shape), jnp.float32)
+
+    def loss(p, x):
+        return (module.apply(p, x).astype(jnp.float32) * probe).sum()
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_matches_flax_conv(case):
+    _, b, h, w, cin, cout, ksize, padding = case
+    x, ref, params = _setup(b, h, w, cin, cout, ksize, padding)
+    mine = conv.Conv(cout, ksize, padding=padding, impl="matmul_grad")
+    # Same parameter tree (names, shapes, dtypes) as nn.Conv.
+    mine_params = mine.init(jax.random.key(1), x)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), mine_params) == \
+        jax.tree.map(lambda a: (a.shape, a.dtype), params)
+    np.testing.assert_allclose(mine.apply(params, x), ref.apply(params, x), rtol=1e-6, atol=1e-6)
+    (gp, gx), (rp, rx) = _grads(mine, params, x), _grads(ref, params, x)
+    np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gp["params"]["kernel"], rp["params"]["kernel"], rtol=1e-5,
+                               atol=1e-4)
+    np.testing.assert_allclose(gp["params"]["bias"], rp["params"]["bias"], rtol=1e-5, atol=1e-4)
+
+
+def test_im2col_and_per_tap_paths_agree(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 10, 8, 6)), jnp.float32)
+    dy = jnp.asarray(rng.standard_normal((2, 10, 8, 4)), jnp.float32)
+    pads = ((1, 1), (1, 1))
+    want = jax.vjp(lambda k: conv._lax_conv(x, k, pads), jnp.zeros((3, 3, 6, 4)))[1](dy)[0]
+    monkeypatch.setattr(conv, "IM2COL_MAX_BYTES", 1 << 40)
+    im2col = conv.kernel_grad(x, dy, (3, 3), pads)
+    monkeypatch.setattr(conv, "IM2COL_MAX_BYTES", 0)
+    per_tap = conv.kernel_grad(x, dy, (3, 3), pads)
+    np.testing.assert_allclose(im2col, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(per_tap, want, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_compute():
+    x, _, params = _setup(2, 12, 10, 5, 8, (3, 3), "SAME", dtype=jnp.bfloat16)
+    ref = nn.Conv(8, (3, 3), padding="SAME", dtype=jnp.bfloat16)
+    mine = conv.Conv(8, (3, 3), padding="SAME", dtype=jnp.bfloat16, impl="matmul_grad")
+    y = mine.apply(params, x)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(y, ref.apply(params, x))
+    (gp, gx), (rp, rx) = _grads(mine, params, x), _grads(ref, params, x)
+    assert gp["params"]["kernel"].dtype == jnp.float32 and gx.dtype == jnp.float32
+    scale = float(jnp.abs(rp["params"]["kernel"]).max())
+    np.testing.assert_allclose(gp["params"]["kernel"], rp["params"]["kernel"], atol=2e-2 * scale)
+    np.testing.assert_allclose(gx, rx, rtol=1e-6, atol=1e-6)  # same lax VJP, same rounding
+
+
+def test_vmap_and_impl_choice():
+    x, ref, params = _setup(2, 6, 6, 3, 4, (3, 3), "SAME")
+    mine = conv.Conv(4, (3, 3), impl="matmul_grad")
+
+    def loss(p, xi, m):
+        return (m.apply(p, xi[None]) ** 2).sum()
+
+    per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0, None))
+    got, want = per_example(params, x, mine), per_example(params, x, ref)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), got, want)
+    on_cpu = jax.default_backend() == "cpu"
+    assert conv.resolve_impl("auto", 96, 128) == ("matmul_grad" if on_cpu else "xla")
+    assert conv.resolve_impl("auto", 1, 96) == "xla"  # conv1: no measurable gain
+    assert conv.resolve_impl("auto", 16, 32) == "xla"  # thin layers: XLA's own gradient
+    assert conv.resolve_impl("xla", 96, 128) == "xla"
+    assert conv.resolve_impl("matmul_grad", 1, 8) == "matmul_grad"
+    with pytest.raises(ValueError, match="impl"):
+        conv.resolve_impl("cudnn")
+
+
+def test_wler_train_gradient_matches_plain_conv():
+    # attention pooling: its 1x1 conv is covered too.
+    kw = dict(num_classes=5, width=0.125, pooling="attention")
+    fast, plain = models.WLER(**kw, conv_impl="matmul_grad"), models.WLER(**kw, conv_impl="xla")
+    rng = np.random.default_rng(4)
+    feats = jnp.asarray(np.clip(rng.normal(-45, 18, (2, 160, 128)), -100, 0), jnp.float32)
+    num_frames = jnp.array([160, 90])
+    labels = jnp.asarray(rng.random((2, 5)) < 0.4, jnp.float32)
+    shapes = jax.eval_shape(plain.init, jax.random.key(0), feats, num_frames)
+    assert jax.eval_shape(fast.init, jax.random.key(0), feats, num_frames) == shapes
+    # Random params without compiling init: kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.01).
+    params = jax.tree.map(
+        lambda s: jnp.asarray(rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))
+                              if len(s.shape) > 1 else 0.1 * rng.standard_normal(s.shape),
+                              s.dtype), shapes)
+
+    def loss(p, model):
+        logits, _ = model.apply(p, feats, num_frames, train=True,
+                                rngs={"dropout": jax.random.key(7)})
+        return optax_bce(logits, labels)
+
+    g_fast = jax.jit(jax.grad(loss), static_argnums=1)(params, fast)
+    g_plain = jax.jit(jax.grad(loss), static_argnums=1)(params, plain)
+    for path, a in jax.tree_util.tree_leaves_with_path(g_plain):
+        b = _at(g_fast, path)
+        scale = float(jnp.abs(a).max()) + 1e-12
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * scale,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+def optax_bce(logits, labels):
+    return -(labels * jax.nn.log_sigmoid(logits)
+             + (1 - labels) * jax.nn.log_sigmoid(-logits)).mean()
+
+
+def _at(tree, path):
+    for key in path:
+        tree = tree[key.key]
+    return tree
+
+
+SHARDED_SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from wler_jax import conv
+    assert jax.device_count() == 4
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((8, 12, 10, 6)), jnp.float32)
+    layer = conv.Conv(8, (3, 3), impl="matmul_grad")
+    params = layer.init(jax.random.key(0), x)
+    loss = lambda p, x: (layer.apply(p, x) ** 2).sum()
+    want = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+    ps = jax.device_put(params, NamedSharding(mesh, P()))
+    got = jax.jit(jax.grad(loss, argnums=(0, 1)))(ps, xs)
+    assert len(got[1].sharding.device_set) == 4
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), got, want)
+    print("OK")
+""")
+
+
+def test_matmul_grad_under_a_data_sharded_mesh():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, check=True,
+                         timeout=300, capture_output=True, text=True)
+    assert "OK" in out.stdout
