@@ -5,6 +5,7 @@ and event tables evaluation needs (read once per split and cached, without the a
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -49,47 +50,53 @@ def load(config: ml_collections.ConfigDict) -> tuple[dict, list[str], dict]:
     return sources, class_names, info
 
 
-_TABLES: dict[int, dict] = {}
+@dataclasses.dataclass(frozen=True)
+class SplitTable:
+    """What evaluation needs of a split, read once (the audio is decoded but not kept)."""
+
+    ids: list[str]
+    labels: list[list[int]]
+    events: list[dict]  # {"label": [...], "onset": [...], "offset": [...]} per recording
 
 
-def _table(source) -> dict:
-    """{'labels': [list[int]], 'events': [dict], 'ids': [str]} of a split, read once."""
-    key = id(source)
-    if key not in _TABLES:
-        labels, events, ids = [], [], []
-        for i in range(len(source)):
-            ex = source[i]
-            labels.append(list(ex["labels"]))
-            events.append(ex.get("events") or {"label": [], "onset": [], "offset": []})
-            rid = ex["id"]
-            ids.append(rid.decode() if isinstance(rid, bytes) else str(rid))
-        _TABLES[key] = {"labels": labels, "events": events, "ids": ids, "source": source}
-    return _TABLES[key]
+def read_split_table(source) -> SplitTable:
+    """Ids, weak labels and event times of every recording of a split, in source order."""
+    ids, labels, events = [], [], []
+    for i in range(len(source)):
+        ex = source[i]
+        rid = ex["id"]
+        ids.append(rid.decode() if isinstance(rid, bytes) else str(rid))
+        labels.append([int(c) for c in ex["labels"]])
+        events.append(ex.get("events") or {"label": [], "onset": [], "offset": []})
+    return SplitTable(ids, labels, events)
 
 
-def multi_hot_labels(source, num_classes: int) -> np.ndarray:
+def multi_hot_labels(table: SplitTable, num_classes: int) -> np.ndarray:
     """[N, C] weak labels of every recording of a split."""
-    out = np.zeros((len(source), num_classes), np.float32)
-    for i, labels in enumerate(_table(source)["labels"]):
+    out = np.zeros((len(table.labels), num_classes), np.float32)
+    for i, labels in enumerate(table.labels):
         out[i, labels] = 1.0
     return out
 
 
-def localisation(source, segments: list, class_names: list[str], *, threshold: float,
-                 batcher) -> dict | None:
-    """Segment-based F1 and PSDS of segment scores against true event times (None without any)."""
+def localisation(table: SplitTable, segments: list, class_names: list[str], *, threshold: float,
+                 lengths: np.ndarray) -> dict | None:
+    """Segment-based F1 and PSDS of segment scores against true event times (None without any).
+
+    Args:
+      table: the split's ids and events; segments: per recording [S_i, C] probabilities;
+      lengths: samples per recording (the batcher's scan).
+    """
     from wler_jax import localisation as loc
 
-    table = _table(source)
-    if not any(len(e["label"]) for e in table["events"]):
+    if not any(len(e["label"]) for e in table.events):
         return None
     preds, truth, durations = {}, {}, {}
-    lengths = batcher.lengths
-    for i, rid in enumerate(table["ids"]):
+    for i, rid in enumerate(table.ids):
         frames = 1 + int(lengths[i]) // 512
         durations[rid] = float(lengths[i]) / 44_100
         preds[rid] = loc.grid_scores(segments[i], frames)
-        ev = table["events"][i]
+        ev = table.events[i]
         truth[rid] = [(float(on), float(off), class_names[int(lab)])
                       for lab, on, off in zip(ev["label"], ev["onset"], ev["offset"])]
     return loc.localisation_metrics(preds, truth, durations, class_names, threshold=threshold,

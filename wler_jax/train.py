@@ -171,6 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     total_steps = sum(steps_per_epoch)
     progress = _Progress(total_steps, int(state.step), writer)
     shapes_seen: set = set()
+    tables: dict = {}  # per split: labels and events, read once
     step = int(state.step)
 
     for epoch in range(meta["epoch"], epochs):
@@ -194,7 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         meta = {**meta, "epoch": epoch + 1, "batch": 0}
         if (epoch + 1) % config.train.eval_every_epochs == 0 or epoch + 1 == epochs:
             val = _evaluate_split("validation", eval_fn, state.params, sources, batchers,
-                                  batch_sharding, config, class_names, localisation=False)
+                                  batch_sharding, config, class_names, tables, localisation=False)
             meta["history"].append({"epoch": epoch + 1, "step": step, "mAP": val["mAP"]})
             writer.add_scalar("validation/mAP", val["mAP"], step)
             logging.info("epoch %d: validation mAP %.4f", epoch + 1, val["mAP"])
@@ -214,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for split in ("validation", "test"):
         if split in sources:
             results[split] = _evaluate_split(split, eval_fn, best_params, sources, batchers,
-                                             batch_sharding, config, class_names,
+                                             batch_sharding, config, class_names, tables,
                                              localisation=config.eval.localisation)
             writer.add_scalar(f"{split}/best_mAP", results[split]["mAP"], step)
     writer.close()
@@ -230,15 +231,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _evaluate_split(split, eval_fn, params, sources, batchers, sharding, config, class_names,
-                    *, localisation: bool) -> dict:
-    """AP/mAP of one split (and localisation metrics when the data has event times)."""
+                    tables: dict, *, localisation: bool) -> dict:
+    """AP/mAP of one split (and localisation metrics when the data has event times).
+
+    `tables` caches each split's `data.SplitTable` (labels, events) across epochs.
+    """
     src = sources[split]
     scores = predict_split(eval_fn, params, src, batchers[split], sharding, config)
-    labels = data.multi_hot_labels(src, len(class_names))
+    if split not in tables:
+        tables[split] = data.read_split_table(src)
+    labels = data.multi_hot_labels(tables[split], len(class_names))
     result = evaluate.average_precision(labels, scores["clip"], class_names)
     if localisation:
-        loc = data.localisation(src, scores["segments"], class_names,
-                                threshold=config.eval.threshold, batcher=batchers[split])
+        loc = data.localisation(tables[split], scores["segments"], class_names,
+                                threshold=config.eval.threshold, lengths=batchers[split].lengths)
         if loc is not None:
             result["localisation"] = loc
     return result
