@@ -241,18 +241,18 @@ def test_slat_and_attention_workdirs(tmp_path, method, pooling):
     np.testing.assert_allclose(pred.clip, full["clip"][0], atol=1e-5)
 
 
-def test_stream_audio_equals_load(tmp_path):
+def test_audio_stream_equals_load(tmp_path):
     x = tones_and_noise(3 * 48_000 + 5, seed=9)
     for sr, subtype, name in ((48_000, "PCM_16", "a.flac"), (22_050, "FLOAT", "b.wav"),
                               (SAMPLE_RATE, "PCM_24", "c.wav")):
         stereo = np.stack([x, 0.5 * x[::-1]], 1)[: 3 * sr]
         sf.write(tmp_path / name, stereo, sr, subtype=subtype)
         ref = audio.load(tmp_path / name)
-        got = np.concatenate(list(predict.stream_audio(tmp_path / name, block_frames=10_000)))
+        got = np.concatenate(list(audio.stream(tmp_path / name, block_frames=10_000)))
         assert got.shape == ref.shape and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, atol=1e-6)
     with pytest.raises(audio.AudioError, match="does not exist"):
-        list(predict.stream_audio(tmp_path / "missing.wav"))
+        list(audio.stream(tmp_path / "missing.wav"))
 
 
 def test_thresholds_and_merging_give_known_event_times(tmp_path):

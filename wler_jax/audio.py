@@ -5,6 +5,7 @@ This is the only place that reads audio files; datasets and prediction call `loa
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -49,6 +50,22 @@ def to_mono_44k(data: np.ndarray, sr: int, path="<array>") -> np.ndarray:
     return np.ascontiguousarray(resample(data, int(sr)), dtype=np.float32)
 
 
+_DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+READ_BLOCK_FRAMES = 1 << 18  # frames decoded per read by `stream` (~6 s at 44.1 kHz)
+
+
+def _check_file(path: str | os.PathLike) -> str:
+    """The path as a string, or AudioError if it is missing, a directory or 0 bytes."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise AudioError(path, "file does not exist")
+    if os.path.isdir(path):
+        raise AudioError(path, "is a directory")
+    if os.path.getsize(path) == 0:
+        raise AudioError(path, "file is empty (0 bytes)")
+    return path
+
+
 def load(path: str | os.PathLike) -> np.ndarray:
     """Decode an audio file to a mono float32 waveform at 44,100 Hz.
 
@@ -61,16 +78,64 @@ def load(path: str | os.PathLike) -> np.ndarray:
       AudioError (a ValueError) naming the file: missing, empty, unreadable/corrupt,
       zero samples, or non-finite samples.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise AudioError(path, "file does not exist")
-    if os.path.getsize(path) == 0:
-        raise AudioError(path, "file is empty (0 bytes)")
+    path = _check_file(path)
     try:
         data, sr = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+    except _DECODE_ERRORS as e:
         raise AudioError(path, f"cannot be decoded as audio ({e})") from e
     return to_mono_44k(data, sr, path)
+
+
+def stream(path: str | os.PathLike, block_frames: int = READ_BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Decode a file block by block: mono float32 blocks at 44.1 kHz.
+
+    The concatenated blocks equal `load(path)` (same decoder and down-mix; the
+    streaming soxr resampler gives the one-shot result, length fixed to ceil(n * 44100 / sr)),
+    with memory for one block only. Raises `AudioError` (naming the file) where `load` would:
+    missing, empty, undecodable, zero samples, non-finite samples (then mid-stream).
+    """
+    path = _check_file(path)
+    errors = _DECODE_ERRORS
+    try:
+        f = sf.SoundFile(path)
+    except errors as e:
+        raise AudioError(path, f"cannot be decoded as audio ({e})") from e
+    with f:
+        sr = int(f.samplerate)
+        resampler = None
+        if sr != SAMPLE_RATE:
+            import soxr
+
+            resampler = soxr.ResampleStream(sr, SAMPLE_RATE, 1, dtype="float32",
+                                            quality="HQ")
+        n_in, n_out, held = 0, 0, None
+        while True:
+            try:
+                data = f.read(block_frames, dtype="float32", always_2d=True)
+            except errors as e:
+                raise AudioError(path, f"cannot be decoded as audio ({e})") from e
+            if not len(data):
+                break
+            mono = data.mean(axis=1, dtype=np.float32)
+            finite = np.isfinite(mono)
+            if not finite.all():
+                raise AudioError(path, f"contains non-finite (NaN/inf) samples (first at sample "
+                                       f"{n_in + int(np.argmin(finite))})")
+            n_in += mono.size
+            out = mono if resampler is None else resampler.resample_chunk(mono)
+            if held is not None and held.size:
+                n_out += held.size
+                yield held
+            held = out
+        if n_in == 0:
+            raise AudioError(path, "contains zero samples")
+        if resampler is not None:  # flush, and fix the length as librosa.resample does
+            held = np.concatenate([held, resampler.resample_chunk(np.zeros(0, np.float32),
+                                                                   last=True)])
+            target = int(np.ceil(n_in * (SAMPLE_RATE / sr)))
+            held = held[:max(0, target - n_out)]
+            held = np.pad(held, (0, max(0, target - n_out - held.size)))
+        yield held.astype(np.float32, copy=False)
 
 
 INT16_SCALE = 32767.0  # datasets store waveforms as int16 = round(clip(x, -1, 1) * INT16_SCALE)

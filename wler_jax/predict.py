@@ -64,6 +64,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from absl import app, flags, logging
 import numpy as np
 
+from wler_jax import audio as audio_lib
 from wler_jax import geometry, inference, localisation
 from wler_jax.audio import AudioError
 from wler_jax.inference import ModelSpec, Prediction
@@ -111,7 +112,6 @@ AUDIO_EXTENSIONS = frozenset(
                       "au", "snd", "caf", "w64", "rf64", "voc", "sph", "nist", "sd2", "htk",
                       "xi", "paf", "pvf", "mat", "sf", "avr", "svx"))
 DEFAULT_CHUNK_FRAMES = 2048  # ~23.8 s per chunk; 160 frames of each overlap the next
-READ_BLOCK_FRAMES = 1 << 18  # frames decoded per read (~6 s at 44.1 kHz)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,66 +168,6 @@ def load_model(workdir: str) -> Model:
 
 
 # -- audio -------------------------------------------------------------------------------------
-def stream_audio(path, block_frames: int = READ_BLOCK_FRAMES) -> Iterator[np.ndarray]:
-    """Decode a file block by block: mono float32 blocks at 44.1 kHz.
-
-    The concatenated blocks equal `wler_jax.audio.load(path)` (same decoder and down-mix; the
-    streaming soxr resampler gives the one-shot result, length fixed to ceil(n * 44100 / sr)),
-    with memory for one block only. Raises `AudioError` (naming the file) where `load` would:
-    missing, empty, undecodable, zero samples, non-finite samples (then mid-stream).
-    """
-    import soundfile as sf
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise AudioError(path, "file does not exist")
-    if os.path.isdir(path):
-        raise AudioError(path, "is a directory")
-    if os.path.getsize(path) == 0:
-        raise AudioError(path, "file is empty (0 bytes)")
-    errors = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
-    try:
-        f = sf.SoundFile(path)
-    except errors as e:
-        raise AudioError(path, f"cannot be decoded as audio ({e})") from e
-    with f:
-        sr = int(f.samplerate)
-        resampler = None
-        if sr != geometry.SAMPLE_RATE:
-            import soxr
-
-            resampler = soxr.ResampleStream(sr, geometry.SAMPLE_RATE, 1, dtype="float32",
-                                            quality="HQ")
-        n_in, n_out, held = 0, 0, None
-        while True:
-            try:
-                data = f.read(block_frames, dtype="float32", always_2d=True)
-            except errors as e:
-                raise AudioError(path, f"cannot be decoded as audio ({e})") from e
-            if not len(data):
-                break
-            mono = data.mean(axis=1, dtype=np.float32)
-            finite = np.isfinite(mono)
-            if not finite.all():
-                raise AudioError(path, f"contains non-finite (NaN/inf) samples (first at sample "
-                                       f"{n_in + int(np.argmin(finite))})")
-            n_in += mono.size
-            out = mono if resampler is None else resampler.resample_chunk(mono)
-            if held is not None and held.size:
-                n_out += held.size
-                yield held
-            held = out
-        if n_in == 0:
-            raise AudioError(path, "contains zero samples")
-        if resampler is not None:  # flush, and fix the length as librosa.resample does
-            held = np.concatenate([held, resampler.resample_chunk(np.zeros(0, np.float32),
-                                                                   last=True)])
-            target = int(np.ceil(n_in * (geometry.SAMPLE_RATE / sr)))
-            held = held[:max(0, target - n_out)]
-            held = np.pad(held, (0, max(0, target - n_out - held.size)))
-        yield held.astype(np.float32, copy=False)
-
-
 def predict_waveform(model: Model, waveform: np.ndarray, *,
                      chunk_frames: int = DEFAULT_CHUNK_FRAMES, batch_size: int = 1) -> Prediction:
     """Scores of one in-memory recording of any length ([n] float32 or int16, 44.1 kHz mono).
@@ -249,7 +189,7 @@ def predict_files(model: Model, paths: Sequence[str], *,
                                      batch_size=batch_size)
     for i, path in enumerate(paths):
         try:
-            scorer.add(i, stream_audio(path))
+            scorer.add(i, audio_lib.stream(path))
         except AudioError as e:
             logging.warning("skipping %s", e)
             yield i, None, e
