@@ -48,20 +48,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from wler_jax import features, geometry, models  # noqa: E402
+from bench_utils import noise_and_tones, write_json  # noqa: E402
 
 SR = geometry.SAMPLE_RATE
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def noise_and_tones(num_samples: int, seed: int = 0) -> np.ndarray:
-    """Noise, three tones and a chirp under a slow envelope: float32 [num_samples] in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(num_samples) / SR
-    x = 0.05 * rng.standard_normal(num_samples)
-    for f, a in ((220.0, 0.2), (1830.0, 0.1), (6000.0, 0.05)):
-        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-    x += 0.1 * np.sin(2 * np.pi * (300 * t + 50 * t ** 2))
-    return (x * np.clip(np.sin(np.pi * t / 3) + 0.5, 0, None)).astype(np.float32)
 
 
 def time_fn(fn, reps: int, min_time: float = 0.0, max_reps: int = 200) -> dict:
@@ -329,10 +319,7 @@ def main():
            "statistic": "median wall seconds after 1 warm-up call",
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "total_s": total, "cases": cases}
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"\ntotal {total:.1f} s; wrote {args.json}")
+    write_json(out, args.json, total)
 
 
 if __name__ == "__main__":

@@ -44,19 +44,10 @@ import jax  # noqa: E402
 
 from wler_jax import inference, predict  # noqa: E402
 from wler_jax.geometry import SAMPLE_RATE  # noqa: E402
+from bench_utils import noise_and_tones  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 NUM_CLASSES = 10
-
-
-def signal(num_samples: int, seed: int = 0) -> np.ndarray:
-    """Noise plus tones under a slow envelope, float32 in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(num_samples) / SAMPLE_RATE
-    x = 0.05 * rng.standard_normal(num_samples)
-    for f, a in ((220.0, 0.2), (1830.0, 0.1), (6000.0, 0.05)):
-        x += a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-    return (x * (0.6 + 0.4 * np.sin(2 * np.pi * t / 7.0))).astype(np.float32)
 
 
 def random_model(width: float, seed: int = 0) -> predict.Model:
@@ -95,7 +86,7 @@ def timed(fn, reps: int) -> dict:
 
 def short_cases(model, args) -> list[dict]:
     seconds, batch = 10, args.batch_size
-    recordings = [signal(seconds * SAMPLE_RATE, seed=i) for i in range(args.short_count)]
+    recordings = [noise_and_tones(seconds * SAMPLE_RATE, seed=i) for i in range(args.short_count)]
     audio = np.stack(recordings[:batch])
     lengths = np.full(batch, audio.shape[1], np.int32)
     dev_audio = jax.device_put(audio)
@@ -121,7 +112,7 @@ def short_cases(model, args) -> list[dict]:
 
 def long_case(model, args) -> dict:
     seconds = args.long_minutes * 60
-    x = signal(seconds * SAMPLE_RATE, seed=99)
+    x = noise_and_tones(seconds * SAMPLE_RATE, seed=99)
     run = lambda: predict.predict_waveform(model, x, chunk_frames=args.chunk_frames,  # noqa
                                            batch_size=args.batch_size)
     t = timed(run, max(1, args.reps // 3))
@@ -134,7 +125,7 @@ def write_wav(path: str, seconds: int) -> None:
     """A 16-bit 44.1 kHz WAV of `seconds`, written block by block (little memory)."""
     import soundfile as sf
 
-    block = signal(60 * SAMPLE_RATE, seed=5)
+    block = noise_and_tones(60 * SAMPLE_RATE, seed=5)
     with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16") as f:
         for i in range(0, seconds, 60):
             f.write(block[: min(60, seconds - i) * SAMPLE_RATE] * (0.5 + 0.5 * ((i // 60) % 2)))

@@ -108,6 +108,7 @@ import optax  # noqa: E402
 
 from wler_jax import features as features_lib  # noqa: E402
 from wler_jax import geometry, input_pipeline, models, steps  # noqa: E402
+from bench_utils import write_json  # noqa: E402
 
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 NUM_CLASSES = 10
@@ -839,10 +840,7 @@ def main():
         "total_s": total,
     }
     print_tables(out)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"\ntotal {total:.1f} s; wrote {args.json}")
+    write_json(out, args.json, total)
 
 
 if __name__ == "__main__":
