@@ -312,3 +312,14 @@ def test_all_files_of_a_split_bad_is_a_clear_error(tmp_path):
     csv_path.write_text("path,labels,split\na/ok.wav,x,train\na/empty.wav,x,test\n")
     with pytest.raises(common.EmptySplitError, match="empty.wav"):
         registry.build("folder", data_dir=str(tmp_path / "tfds"), path=str(csv_path))
+
+
+def test_validation_and_test_folds_must_be_disjoint_everywhere():
+    from wler_jax.datasets import esc50, urbansound
+    with pytest.raises(ValueError, match="must differ; both contain \\[2\\]"):
+        esc50.WlerEsc50.config_from_options(validation_fold=2, test_fold=2)
+    with pytest.raises(ValueError, match="must differ; both contain \\[6\\]"):
+        urbansound.WlerUrbansound.config_from_options(validation_folds=(5, 6),
+                                                      test_folds=(6, 7))
+    with pytest.raises(ValueError, match="folds must be in 1..5"):
+        esc50.WlerEsc50.config_from_options(validation_fold=6, test_fold=5)

@@ -334,6 +334,18 @@ def check_folds(name: str, folds: Sequence[int], num_folds: int) -> tuple[int, .
     return folds
 
 
+def check_split_folds(validation: Sequence[int] | int, test: Sequence[int] | int, num_folds: int,
+                      *, names: tuple[str, str] = ("validation_fold", "test_fold")
+                      ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validates the validation and test fold options together: each in 1..num_folds, disjoint."""
+    val = check_folds(names[0], validation, num_folds)
+    test = check_folds(names[1], test, num_folds)
+    both = sorted(set(val) & set(test))
+    if both:
+        raise ValueError(f"{names[0]} and {names[1]} must differ; both contain {both}")
+    return val, test
+
+
 def jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}

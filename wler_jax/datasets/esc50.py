@@ -50,10 +50,7 @@ class WlerEsc50(common.AudioBuilder, skip_registration=True):
     def config_from_options(cls, *, validation_fold: int = 4, test_fold: int = 5,
                             esc10: bool = False) -> common.AudioConfig:
         """Args: validation_fold, test_fold: distinct folds in 1..5; esc10: ESC-10 subset only."""
-        (val,) = common.check_folds("validation_fold", validation_fold, NUM_FOLDS)
-        (test,) = common.check_folds("test_fold", test_fold, NUM_FOLDS)
-        if val == test:
-            raise ValueError(f"validation_fold and test_fold must differ, both are {val}")
+        (val,), (test,) = common.check_split_folds(validation_fold, test_fold, NUM_FOLDS)
         esc10 = bool(esc10)
         return common.AudioConfig(
             name=common.config_name("esc10" if esc10 else "esc50", f"val{val}", f"test{test}"),

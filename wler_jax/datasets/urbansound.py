@@ -101,10 +101,8 @@ class WlerUrbansound(common.AudioBuilder, skip_registration=True):
 
         `manual_dir` only selects the fold source recorded in the config name.
         """
-        val = common.check_folds("validation_folds", validation_folds, NUM_FOLDS)
-        test = common.check_folds("test_folds", test_folds, NUM_FOLDS)
-        if set(val) & set(test):
-            raise ValueError(f"validation_folds {val} and test_folds {test} overlap")
+        val, test = common.check_split_folds(validation_folds, test_folds, NUM_FOLDS,
+                                             names=("validation_folds", "test_folds"))
         source = _fold_source(manual_dir)
         return common.AudioConfig(
             name=common.config_name("val" + ".".join(map(str, val)),

@@ -56,10 +56,7 @@ class WlerUrbansound8k(common.AudioBuilder, skip_registration=True):
     def config_from_options(cls, *, validation_fold: int = 9, test_fold: int = 10
                             ) -> common.AudioConfig:
         """Args: validation_fold, test_fold: fold numbers in 1..10 (distinct)."""
-        (val,) = common.check_folds("validation_fold", validation_fold, NUM_FOLDS)
-        (test,) = common.check_folds("test_fold", test_fold, NUM_FOLDS)
-        if val == test:
-            raise ValueError(f"validation_fold and test_fold must differ, both are {val}")
+        (val,), (test,) = common.check_split_folds(validation_fold, test_fold, NUM_FOLDS)
         return common.AudioConfig(
             name=common.config_name(f"val{val}", f"test{test}"),
             description=f"UrbanSound8K, validation fold {val}, test fold {test}, train the rest.",
