@@ -1,23 +1,76 @@
 """Does the input pipeline keep up? The full training loop vs the bare step on in-memory batches.
 
-  python bench/pipeline_efficiency.py [--variant=cpu] [--epochs=1] [--json PATH]
+  python bench/pipeline_efficiency.py [--variant=cpu] [--epochs=1] [--set model.dtype=bfloat16]
+      [--synthetic TRAIN,VAL,TEST,MIN_S,MAX_S,MEDIAN_S] [--json PATH]
 
-Same config, data, batches and jitted step (`configs/wler.py:<variant>`): (a) the loop `main`
-runs (grain reading + padding in threads, `prefetch_to_device`, the train step), (b) the same
-epoch's batches already on the device, steps only. Every batch shape is compiled first (a
-warm-up epoch), so neither side pays for compilation. Efficiency = loop rate / bare rate.
+Same config, data, batches and jitted step (`configs/wler.py:<variant>`, `--set` overrides):
+(a) the loop `main` runs, epoch by epoch (grain reading + padding in threads, a fresh pipeline
+per epoch, `prefetch_to_device`, the train step), (b) the same batches already on the device,
+steps only. Every batch shape is compiled first (a warm-up epoch), so neither side pays for
+compilation. Efficiency = loop rate / bare rate. `--synthetic` builds a synthetic set of that
+size (e.g. long enough to keep an accelerator busy); `--epochs` times that many passes over the
+same epoch's plan on both sides.
+
+Besides steps/s it reports audio-seconds per second two ways: waveform seconds read from disk,
+and network seconds (waveform seconds x scales trained per step: each of the four log-mel scales
+is an example), plus achieved TFLOP/s (analytic train FLOPs of the real frames; the log-mel is
+not counted) against a matmul measured in the same run (MFU).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_DIR = os.path.join(REPO, "bench")
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "configs"))
+sys.path.insert(0, BENCH_DIR)
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def apply_overrides(config, pairs: list[str]) -> None:
+    """`a.b=v` strings onto a ConfigDict (existing fields only: a typo fails loudly)."""
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        *path, leaf = key.split(".")
+        node = config
+        for part in path:
+            node = node[part]
+        if leaf not in node:
+            raise KeyError(f"--set {pair}: no config field {key!r}")
+        node[leaf] = type(node[leaf])(_parse_value(value)) if node[leaf] is not None else value
+
+
+def load_sources(config, synthetic: str | None):
+    """(sources, class_names): `data.load(config)`, or a synthetic set of a custom size."""
+    from wler_jax import data
+
+    if not synthetic:
+        sources, class_names, _ = data.load(config)
+        return sources, class_names
+    from wler_jax.datasets import registry, synthetic_audio
+
+    counts = [float(v) for v in synthetic.split(",")]
+    if len(counts) != 6:
+        raise ValueError("--synthetic wants TRAIN,VAL,TEST,MIN_S,MAX_S,MEDIAN_S")
+    preset = synthetic_audio.SizePreset(*(int(c) for c in counts[:3]), *counts[3:])
+    data_dir = os.path.expanduser(config.data.data_dir or data.DEFAULT_DATA_DIR)
+    start = time.perf_counter()
+    sources, class_names, _ = registry.load_splits("synthetic", data_dir=data_dir,
+                                                   manual_dir=None, size=preset, seed=0)
+    print(f"synthetic set {preset}: ready in {time.perf_counter() - start:.1f} s")
+    return sources, class_names
 
 
 def main() -> None:
@@ -25,20 +78,34 @@ def main() -> None:
     parser.add_argument("--variant", default="cpu")
     parser.add_argument("--method", default="wler", choices=("wler", "slat"))
     parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--epoch", type=int, default=1, help="which epoch's batches to time")
+    parser.add_argument("--synthetic", default=None, metavar="TRAIN,VAL,TEST,MIN,MAX,MEDIAN",
+                        help="build and use a synthetic set of this size")
+    parser.add_argument("--epoch", type=int, default=1, help="which epoch's plan to time")
+    parser.add_argument("--epochs", type=int, default=1, help="timed passes over that plan")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="config overrides, e.g. model.dtype=bfloat16 input.num_threads=8")
+    parser.add_argument("--build_only", action="store_true",
+                        help="build the data set and stop (e.g. on the CPU while a GPU is busy)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
     import jax
+    import jax.numpy as jnp
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     from common import base_config
-    from wler_jax import data, input_pipeline as ip, steps, train
+    from wler_jax import input_pipeline as ip, steps, train
+    from bench_utils import write_json
+    from train_speed import analytic_flops, jax_matmul
 
+    t_start = time.perf_counter()
     config = base_config(args.method, args.variant)
+    apply_overrides(config, args.set)
     if args.data_dir:
         config.data.data_dir = args.data_dir
-    sources, class_names, _ = data.load(config)
+    sources, class_names = load_sources(config, args.synthetic)
+    if args.build_only:
+        return
     mesh = Mesh(np.array(jax.devices()), ("data",))
     sharding = NamedSharding(mesh, P("data"))
     batcher = ip.RecordingBatcher(sources["train"], num_classes=len(class_names),
@@ -55,42 +122,74 @@ def main() -> None:
                                          scales_per_step=config.train.scales_per_step),
                    donate_argnums=0)
 
-    def loop(batches):
+    def run(epochs):
         nonlocal state
         n, t0 = 0, time.perf_counter()
-        for batch in batches:
-            state, _ = step(state, batch)
-            n += 1
+        for batches in epochs:
+            for batch in batches:
+                state, _ = step(state, batch)
+                n += 1
         jax.block_until_ready(state)
         return n, time.perf_counter() - t0
 
-    def pipeline():
+    def pipeline():  # what train.train_and_evaluate does for one epoch
         return ip.prefetch_to_device(ip.train_batches(
             sources["train"], batcher, args.epoch, prefetch=config.input.prefetch,
             num_threads=config.input.num_threads), config.input.prefetch, sharding)
 
-    loop(pipeline())  # warm-up: compiles every bucket shape
-    in_memory = [jax.device_put(b, sharding) for b in ip.train_batches(
-        sources["train"], batcher, args.epoch, prefetch=0)]
+    start = time.perf_counter()
+    run([pipeline()])  # warm-up: compiles every bucket shape
+    warmup_s = time.perf_counter() - start
+    host = list(ip.train_batches(sources["train"], batcher, args.epoch, prefetch=0))
+    in_memory = [jax.device_put(b, sharding) for b in host]
     jax.block_until_ready(in_memory)
-    audio_s = sum(float(np.sum(np.asarray(b["num_samples"]))) for b in in_memory) / 44_100
-    n_full, t_full = loop(pipeline())
-    n_bare, t_bare = loop(in_memory)
+
+    scales = 4 if config.train.scales_per_step == "all" else 1
+    audio_s = args.epochs * sum(float(np.sum(b["num_samples"])) for b in host) / 44_100
+    # N_W's analytic train FLOPs of every real recording (SLAT windows: the same network cost
+    # per frame, so the N_W count at the same frames is used as an estimate there).
+    useful_flop = args.epochs * scales * sum(
+        analytic_flops("wler", int(f), config.model.width, len(class_names))["train"]
+        for b in host for f in b["num_frames"][b["weight"] > 0])
+    n_full, t_full = run(pipeline() for _ in range(args.epochs))
+    n_bare, t_bare = run(in_memory for _ in range(args.epochs))
+    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+    on_cpu = jax.devices()[0].platform == "cpu"
+    peak = jax_matmul(2048 if on_cpu else 8192, dtype, 10)["gflops"] * 1e9
     result = {"device": jax.devices()[0].device_kind, "devices": jax.device_count(),
-              "variant": args.variant, "method": args.method, "steps": n_full,
-              "loop_s": t_full, "bare_s": t_bare, "loop_steps_per_s": n_full / t_full,
-              "bare_steps_per_s": n_bare / t_bare, "efficiency": t_bare / t_full,
+              "variant": args.variant, "method": args.method, "overrides": args.set,
+              "synthetic": args.synthetic, "dtype": config.model.dtype,
+              "width": config.model.width, "frame_budget": config.input.frame_budget,
+              "num_threads": config.input.num_threads, "prefetch": config.input.prefetch,
+              "scales_per_step": scales, "epochs": args.epochs, "steps": n_full,
+              "batches_per_epoch": len(host), "buckets": len({b["audio"].shape for b in host}),
+              "warmup_compile_s": warmup_s, "loop_s": t_full, "bare_s": t_bare,
+              "loop_steps_per_s": n_full / t_full, "bare_steps_per_s": n_bare / t_bare,
+              "efficiency": t_bare / t_full,
               "loop_audio_s_per_s": audio_s / t_full, "bare_audio_s_per_s": audio_s / t_bare,
-              "load_average": os.getloadavg()}
-    print(f"{'':22}{'steps/s':>10}{'audio-s/s':>12}{'epoch s':>10}")
-    print(f"{'full training loop':22}{n_full / t_full:10.2f}{audio_s / t_full:12.1f}{t_full:10.2f}")
-    print(f"{'bare step, in memory':22}{n_bare / t_bare:10.2f}{audio_s / t_bare:12.1f}{t_bare:10.2f}")
-    print(f"input-pipeline efficiency: {100 * t_bare / t_full:.1f} % of the bare step rate")
-    out = args.json or os.path.join(REPO, "bench", "results", "pipeline_efficiency_"
-                                    f"{result['device'].replace(' ', '_')}_{args.variant}.json")
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {out}")
+              "loop_network_audio_s_per_s": scales * audio_s / t_full,
+              "bare_network_audio_s_per_s": scales * audio_s / t_bare,
+              "loop_host_gb_per_s": audio_s * 44_100 * 2 / t_full / 1e9,
+              "matmul_tflops": peak / 1e12, "useful_tflop": useful_flop / 1e12,
+              "loop_tflops": useful_flop / t_full / 1e12, "bare_tflops": useful_flop / t_bare / 1e12,
+              "loop_mfu": useful_flop / t_full / peak, "bare_mfu": useful_flop / t_bare / peak,
+              "load_average": os.getloadavg(), "cpu_count": os.cpu_count(),
+              "jax_version": jax.__version__}
+    print(f"\n{result['device']}, {config.model.dtype}, width {config.model.width}, "
+          f"{len(host)} batches x {args.epochs} epochs, {scales} scale(s) per step, "
+          f"{config.input.num_threads} reading threads")
+    print(f"{'':22}{'steps/s':>9}{'wave-s/s':>11}{'net-s/s':>11}{'TFLOP/s':>9}{'MFU':>7}")
+    for name, n, t in (("full training loop", n_full, t_full), ("bare step, in memory",
+                                                                 n_bare, t_bare)):
+        print(f"{name:22}{n / t:9.2f}{audio_s / t:11.1f}{scales * audio_s / t:11.1f}"
+              f"{useful_flop / t / 1e12:9.3f}{useful_flop / t / peak:7.1%}")
+    print(f"input-pipeline efficiency: {100 * t_bare / t_full:.1f} % of the bare step rate "
+          f"(matmul peak {peak / 1e12:.1f} TFLOP/s, {config.model.dtype})")
+    slug = result["device"].replace(" ", "_")
+    tag = "_".join([args.variant] + ([config.model.dtype] if config.model.dtype != "float32"
+                                     else []) + (["synthetic"] if args.synthetic else []))
+    out = args.json or os.path.join(BENCH_DIR, "results", f"pipeline_efficiency_{slug}_{tag}.json")
+    write_json(result, out, time.perf_counter() - t_start)
 
 
 if __name__ == "__main__":
