@@ -77,6 +77,22 @@ def test_synthetic_deterministic_labels_match_events(tmp_path):
     np.testing.assert_array_equal(again["train"][0]["audio"], ex0["audio"])
 
 
+def test_split_larger_than_tfds_memory_buffer_builds_without_tensorflow(tmp_path, monkeypatch):
+    """tfds spills a split over 1 GB to disk through tf.io.gfile; with the buffer limit set to 0
+    every split takes that path (before tfds_compat: `No module named 'tensorflow'`)."""
+    from tensorflow_datasets.core import shuffle
+
+    monkeypatch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 0)
+    sources, names, info = registry.load_splits("synthetic", data_dir=str(tmp_path),
+                                                size="smoke", seed=0)
+    got = read_all(sources, names)
+    expected = list(synthetic_audio.generate_split("validation", "smoke", seed=0))
+    assert info["num_examples"]["validation"] == len(expected)
+    for rec in expected:
+        np.testing.assert_array_equal(got[rec.id][2]["audio"], audio.to_int16(rec.audio))
+    assert not [p for p in os.listdir(info["data_dir"]) if p.endswith(".tmp")]
+
+
 def test_synthetic_options_do_not_reuse_stale_builds(tmp_path):
     tiny = synthetic_audio.SizePreset(2, 1, 1, min_seconds=1.0, max_seconds=2.0,
                                       median_seconds=1.5)

@@ -44,6 +44,9 @@ from absl import logging
 from etils import epath
 
 from wler_jax import audio
+from wler_jax.datasets import tfds_compat
+
+tfds_compat.install()  # splits over 1 GB spill to disk through tf.io.gfile otherwise
 
 SPLITS = ("train", "validation", "test")
 SKIP_REPORT_FILE = "skip_report.json"
