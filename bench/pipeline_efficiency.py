@@ -135,7 +135,8 @@ def main() -> None:
     def pipeline():  # what train.train_and_evaluate does for one epoch
         return ip.prefetch_to_device(ip.train_batches(
             sources["train"], batcher, args.epoch, prefetch=config.input.prefetch,
-            num_threads=config.input.num_threads), config.input.prefetch, sharding)
+            num_threads=config.input.num_threads, worker_count=config.input.worker_count),
+            config.input.prefetch, sharding)
 
     start = time.perf_counter()
     run([pipeline()])  # warm-up: compiles every bucket shape
@@ -160,7 +161,8 @@ def main() -> None:
               "variant": args.variant, "method": args.method, "overrides": args.set,
               "synthetic": args.synthetic, "dtype": config.model.dtype,
               "width": config.model.width, "frame_budget": config.input.frame_budget,
-              "num_threads": config.input.num_threads, "prefetch": config.input.prefetch,
+              "num_threads": config.input.num_threads,
+              "worker_count": config.input.worker_count, "prefetch": config.input.prefetch,
               "scales_per_step": scales, "epochs": args.epochs, "steps": n_full,
               "batches_per_epoch": len(host), "buckets": len({b["audio"].shape for b in host}),
               "warmup_compile_s": warmup_s, "loop_s": t_full, "bare_s": t_bare,

@@ -194,6 +194,21 @@ def test_deterministic_and_resumable(source, lengths):
     assert not all(np.array_equal(a[1], b[1]) for a, b in zip(plan_a, plan_b))
 
 
+def test_worker_processes_give_the_same_batches(source, lengths):
+    """`worker_count` (grain processes, for feeding accelerators) changes who reads, not what."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()  # grain workers read absl flags; main parses them in app.run
+    batcher = ip.RecordingBatcher(source, num_classes=NUM_CLASSES, frame_budget=FRAME_BUDGET,
+                                  num_devices=2, seed=11, lengths=lengths)
+    threads = list(ip.train_batches(source, batcher, 3, prefetch=2, num_threads=2))
+    workers = list(ip.train_batches(source, batcher, 3, prefetch=2, worker_count=2))
+    assert_batches_equal(threads, workers)
+    assert_batches_equal(list(ip.eval_batches(source, batcher, prefetch=0)),
+                         list(ip.eval_batches(source, batcher, worker_count=2)))
+
+
 def test_eval_batches_cover_all_in_order(source, lengths):
     batcher = ip.RecordingBatcher(source, num_classes=NUM_CLASSES, frame_budget=FRAME_BUDGET,
                                   num_devices=3, lengths=lengths)

@@ -59,6 +59,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
             problems.append(f"{field}={_get(config, field)!r} (must be > 0)")
     if not 0.0 <= config.model.dropout_rate < 1.0:
         problems.append(f"model.dropout_rate={config.model.dropout_rate} (must be in [0, 1))")
+    for field in ("input.num_threads", "input.prefetch", "input.worker_count"):
+        if _get(config, field) < 0:
+            problems.append(f"{field}={_get(config, field)!r} (must be >= 0)")
     if config.input.max_frames and config.input.max_frames < 128:
         problems.append(f"input.max_frames={config.input.max_frames} (0 or >= 128)")
     if config.data.name == "folder" and not config.data.path:

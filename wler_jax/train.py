@@ -105,7 +105,8 @@ def predict_split(eval_fn, params, source, batcher, mesh_sharding, config) -> di
     segments: list = [None] * n
     for batch in input_pipeline.prefetch_to_device(
             input_pipeline.eval_batches(source, batcher, prefetch=config.input.prefetch,
-                                        num_threads=config.input.num_threads),
+                                        num_threads=config.input.num_threads,
+                                        worker_count=config.input.worker_count),
             config.input.prefetch, mesh_sharding):
         out = jax.device_get(eval_fn(params, batch))
         idx = np.asarray(jax.device_get(batch["index"]))
@@ -177,7 +178,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for epoch in range(meta["epoch"], epochs):
         batches = input_pipeline.train_batches(
             train_src, train_batcher, epoch, start_batch=meta["batch"],
-            prefetch=config.input.prefetch, num_threads=config.input.num_threads)
+            prefetch=config.input.prefetch, num_threads=config.input.num_threads,
+            worker_count=config.input.worker_count)
         for k, batch in enumerate(input_pipeline.prefetch_to_device(
                 batches, config.input.prefetch, batch_sharding), start=meta["batch"]):
             shape = batch["audio"].shape
