@@ -36,7 +36,7 @@ EXTRAS = {
 
 setup(
     name="wler_jax",
-    version="0.1.0",
+    version="0.1.1",
     description="Weakly labelled audio event recognition (Kumar & Raj 2017) in JAX/Flax",
     packages=find_packages(include=["wler_jax", "wler_jax.*"]),
     python_requires=">=3.11,<3.12",

@@ -5,4 +5,4 @@ padded, masked waveform batches) -> `features.log_mel` on the device -> `models.
 (segment logits, masked pooling) -> `train` / `evaluate` / `predict`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
