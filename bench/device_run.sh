@@ -38,12 +38,13 @@ if has speed; then
   echo "train_speed rc $?"; tail -25 "$OUT/train_speed_bf16.log"
 fi
 if has tests; then  # float32 semantics: TF32 off, so tolerances mean what they mean on the CPU
-  XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_DEFAULT_MATMUL_PRECISION=highest timeout 200 \
-    python3 -m pytest -q -p no:cacheprovider -n 4 --timeout 150 --tb=short -rfE \
+  # -v: each result is logged as it lands, so a run cut off by its time limit still names them
+  XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_DEFAULT_MATMUL_PRECISION=highest timeout 300 \
+    python3 -m pytest -v -p no:cacheprovider -n 4 --timeout 150 --tb=short -rfE \
     tests/test_geometry.py tests/test_models.py tests/test_features.py tests/test_conv.py \
     tests/test_predict.py tests/test_export.py tests/test_input_pipeline.py \
     tests/test_evaluate.py tests/test_datasets.py >"$OUT/tests.log" 2>&1
-  echo "tests rc $?"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | tail -25
+  echo "tests rc $?"; grep -E "FAILED|ERROR|passed|failed" "$OUT/tests.log" | tail -25
 fi
 [ -n "${BUILD:-}" ] && { wait $BUILD; tail -2 "$OUT/build.log"; }
 for dtype in bfloat16 float32; do

@@ -18,7 +18,8 @@ Without wler_jax installed at all::
     class_names = json.load(open("model.jaxexport.json"))["class_names"]
     out = exported.call(audio, num_samples)   # audio float32 [b, 512 * t], t >= 127
 
-It is exported for the CPU unless `platforms=("cpu", "cuda")` (or "tpu") says otherwise.
+It is exported for the CPU and for the backend it is exported on (a GPU session gets ("cpu",
+"cuda"), so the file runs where it was made and on any CPU) unless `platforms=` says otherwise.
 
 Why a second forward pass here: `models.WLER` computes its segment count with `int()` on the
 time length (`geometry.num_segments`), which a symbolic dimension refuses, so this module runs
@@ -87,14 +88,15 @@ def _poly_predict(spec, params, inputs: str, x, lengths):
     return inference.finalize(spec, params, jnp.stack([o[0] for o in outs]), outs[0][1], att)
 
 
-def export_model(workdir_or_model: Any, path: str, *, platforms: Sequence[str] = ("cpu",),
+def export_model(workdir_or_model: Any, path: str, *, platforms: Sequence[str] | None = None,
                  inputs: str = "audio") -> str:
     """Serialize the best checkpoint of a workdir (or a loaded `predict.Model`) to `path`.
 
     Args:
       workdir_or_model: a training workdir, or `wler_jax.predict.load_model(...)`'s result.
       path: output file; metadata (class names, input format, config) goes to `path + ".json"`.
-      platforms: jax platforms to compile for later ("cpu", "cuda", "rocm", "tpu").
+      platforms: jax platforms to compile for later ("cpu", "cuda", "rocm", "tpu"); default
+        "cpu" plus the platform of this process's default backend.
       inputs: "audio" (waveforms [b, 512 t] + num_samples [b]) or "features"
         (log-mel [4, b, t, 128] + num_frames [b]).
     Returns:
@@ -107,6 +109,8 @@ def export_model(workdir_or_model: Any, path: str, *, platforms: Sequence[str] =
     from wler_jax import predict
     from wler_jax.geometry import N_FFTS, N_MELS, SAMPLE_RATE
 
+    if platforms is None:
+        platforms = tuple(dict.fromkeys(("cpu", export.default_export_platform())))
     model = workdir_or_model
     if isinstance(model, (str, os.PathLike)):
         model = predict.load_model(model)
