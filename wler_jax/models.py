@@ -79,10 +79,10 @@ class ConvStack(nn.Module):
     `conv_impl` picks the convolutions' kernel-gradient implementation (`conv.Conv`): "auto"
     (matmul kernel gradient on the CPU backend for wide layers, plain XLA elsewhere),
     "matmul_grad" (every layer) or "xla" (= flax.linen.Conv). Parameters and forward results are the same for all three.
-    `pool_impl` picks ReLU + max pool's backward (`pool.relu_max_pool_2x2`): "auto" (on the CPU
-    backend one fused pass, each window's gradient to its first maximal element as in PyTorch;
-    plain autodiff elsewhere), "fused" or "xla" (autodiff of `max_pool_2x2(nn.relu(x))`, ties
-    share the gradient). Forward results are the same for all three.
+    `pool_impl` picks how bias + ReLU + max pool run (`pool.relu_max_pool_2x2`): "auto" (on the
+    CPU backend the fused custom-VJP op, each window's gradient to its first maximal element as
+    in PyTorch; plain autodiff elsewhere), "fused" or "xla" (autodiff of
+    `max_pool_2x2(nn.relu(x + bias))`, ties share the gradient). Forward results are the same.
     """
 
     width: float = 1.0
@@ -100,10 +100,12 @@ class ConvStack(nn.Module):
             if lengths is not None:
                 valid = jnp.arange(x.shape[1])[None, :] < (lengths >> i)[:, None]
                 x = jnp.where(valid[:, :, None, None], x, jnp.zeros((), x.dtype))
-            x = conv_lib.Conv(scaled(filters, self.width), (3, 3), padding="SAME",
-                              dtype=self.dtype, kernel_init=KERNEL_INIT, impl=self.conv_impl,
-                              name=f"conv{i + 1}")(x)
-            x = pool_lib.relu_max_pool_2x2(x, self.pool_impl)  # = max_pool_2x2(nn.relu(x))
+            x, bias = conv_lib.Conv(scaled(filters, self.width), (3, 3), padding="SAME",
+                                    dtype=self.dtype, kernel_init=KERNEL_INIT,
+                                    impl=self.conv_impl, name=f"conv{i + 1}")(
+                x, separate_bias=True)
+            # = max_pool_2x2(nn.relu(x + bias)); the fused op adds the bias after pooling.
+            x = pool_lib.relu_max_pool_2x2(x, bias, self.pool_impl)
         return x
 
 
