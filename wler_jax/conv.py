@@ -8,8 +8,8 @@ initialisers and dtype promotion, identical forward) with a `jax.custom_vjp` on 
   * forward and input gradient: `lax.conv_general_dilated` and its own VJP, as in nn.Conv;
   * kernel gradient: im2col in chunks of output rows,
         dW += dy_chunk^T @ patches_chunk     ([C_out, B*rows*W] @ [B*rows*W, K_h*K_w*C_in]),
-    with dy transposed once to [C_out, B, H, W] so that every matmul has XLA:CPU's fast
-    (row-major, contract-inner) layout, and chunks of ~2048 positions (a `lax.fori_loop`) so that
+    with each chunk of dy transposed to [C_out, B, rows, W] so that every matmul has XLA:CPU's
+    fast (row-major, contract-inner) layout, and chunks of ~2048 positions (a `lax.fori_loop`) so that
     the patch matrix stays small and the matmul output wide. The contraction runs over (B, H, W)
     without reshaping the batch axis away, so a batch-sharded input (jit over a "data" mesh)
     gives partial sums that GSPMD all-reduces.
@@ -81,9 +81,9 @@ def kernel_grad(x: jax.Array, dy: jax.Array, kernel_hw: Sequence[int], padding: 
                 out_dtype: Any = None, chunk_rows: int | None = None) -> jax.Array:
     """Kernel gradient of a stride-1 NHWC/HWIO convolution, as matmuls.
 
-    dy is transposed once to [C_out, B, H_out, W_out]; the output rows are then taken in chunks
-    of `chunk_rows` (all examples at once): for each chunk the im2col patch matrix
-    [B * rows * W_out, K_h * K_w * C_in] is built and dW += dy_chunk @ patches, in a
+    The output rows are taken in chunks of `chunk_rows` (all examples at once): for each chunk
+    the im2col patch matrix [B * rows * W_out, K_h * K_w * C_in] is built and
+    dW += dy_chunk @ patches, in a
     `lax.fori_loop` (a remainder chunk after it). Small chunks keep the patch matrix in cache
     and the matmul's output wide (K*K*C_in columns), which is what XLA:CPU's GEMM is fast at
     (bench/README.md). By default a chunk holds ~KERNEL_GRAD_CHUNK_POSITIONS output positions.
@@ -107,14 +107,14 @@ def kernel_grad(x: jax.Array, dy: jax.Array, kernel_hw: Sequence[int], padding: 
         chunk_rows = max(1, KERNEL_GRAD_CHUNK_POSITIONS // max(1, b * w_out))
     rows = min(max(1, int(chunk_rows)), h_out)
     xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-    dy_t = jnp.transpose(dy, (3, 0, 1, 2))  # [C_out, B, H_out, W_out]: contract-inner layout
     contract = (((1, 2, 3), (0, 1, 2)), ((), ()))
 
     def chunk(start, n):  # dW over output rows [start, start + n), [C_out, K_h*K_w*C_in]
         xs = lax.dynamic_slice_in_dim(xp, start, n + kh - 1, axis=1)
         patches = [xs[:, i:i + n, j:j + w_out] for i in range(kh) for j in range(kw)]
         patches = patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
-        d = lax.dynamic_slice_in_dim(dy_t, start, n, axis=2)
+        # [C_out, B, n, W_out]: the contract-inner layout; transposed per chunk (in cache).
+        d = jnp.transpose(lax.dynamic_slice_in_dim(dy, start, n, axis=1), (3, 0, 1, 2))
         return lax.dot_general(d, patches, contract, preferred_element_type=acc)
 
     full, rest = divmod(h_out, rows)
