@@ -5,10 +5,12 @@ Why: autodiff of `models.max_pool_2x2(nn.relu(conv + bias))` writes the biased a
 backward and there compares it with the broadcast maximum, counts the ties per window, divides
 and selects, in several passes; the bias gradient then sums the 500 MB gradient.
 `relu_max_pool_2x2(x, bias)` has the identical forward and a `jax.custom_vjp`:
-  * forward: one variadic reduce over each 2x2 window of the *un-biased* x gives its maximum and
-    the position of its first maximum; y = relu(max + bias) (the bias is constant over a window
-    and rounding is monotonic, so this equals max(relu(x + bias)) exactly, and x + bias is never
-    written). The position is kept as an int8 code (1/16 of a float32 x), not x;
+  * forward (under differentiation): the maximum of each 2x2 window of the *un-biased* x, then
+    y = relu(max + bias) (the bias is constant over a window and rounding is monotonic, so this
+    equals max(relu(x + bias)) exactly, and x + bias is never written), and an argmax reduce
+    giving the position of the window's first maximum, kept as an int8 code (1/16 of a float32
+    x) instead of x; without differentiation (inference) the plain graph, which XLA fuses into
+    the convolution;
   * backward: dx = where(code == position, dy, 0), one fused elementwise pass, and
     d(bias) = the sum of dy over windows whose output is > 0 (a quarter-size reduce).
 
@@ -58,32 +60,25 @@ def plain_relu_max_pool_2x2(x: jax.Array, bias: jax.Array | None = None) -> jax.
     return _windows(jnp.maximum(x, 0)).max(axis=(2, 4))
 
 
-def _first_max(a, b):
-    """Reducer of (value, position) pairs: the larger value, NaN first, ties to the lower
-    position (commutative and associative, so the reduction order does not matter)."""
-    (av, ai), (bv, bi) = a, b
-    a_nan, b_nan = av != av, bv != bv
-    take_a = jnp.where(a_nan | b_nan, a_nan & (~b_nan | (ai < bi)),
-                       (av > bv) | ((av == bv) & (ai < bi)))
-    return jnp.where(take_a, av, bv), jnp.where(take_a, ai, bi)
-
-
 def _forward(x: jax.Array, bias: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-    w = _windows(x)
-    pos = (2 * lax.broadcasted_iota(jnp.int8, w.shape, 2)
-           + lax.broadcasted_iota(jnp.int8, w.shape, 4))
-    m, code = lax.reduce((w, pos), (jnp.array(-jnp.inf, x.dtype), jnp.array(_NO_GRAD, jnp.int8)),
-                         _first_max, (2, 4))
+    """(y, code): y = relu(max over the window + bias), code = position of the first maximum of
+    x in the window (2i + j, an argmax reduce), or _NO_GRAD where y is 0 or NaN."""
+    m = _windows(x).max(axis=(2, 4))
     if bias is not None:
         m = m + bias
     y = jnp.maximum(m, jnp.zeros((), m.dtype))
+    b, h, _, w, _, c = _windows(x).shape
+    flat = _windows(x).transpose(0, 1, 3, 5, 2, 4).reshape(b, h, w, c, 4)
+    code = jnp.argmax(flat, axis=-1).astype(jnp.int8)  # first maximum on ties
     code = jnp.where(y > 0, code, jnp.int8(_NO_GRAD))
     return y, code
 
 
 @jax.custom_vjp
 def _fused(x: jax.Array, bias: jax.Array | None) -> jax.Array:
-    return _forward(x, bias)[0]
+    # Without differentiation (inference) the plain graph: XLA fuses it into the convolution,
+    # and y is the same either way (measured: same inference time as relu-max with the bias after).
+    return plain_relu_max_pool_2x2(x, bias)
 
 
 def _fwd(x, bias):
