@@ -31,9 +31,11 @@ gradients (= forward, every layer) + input gradients (= forward, every layer but
 whose input is the features): ~3x forward. At the paper's widths N_W costs ~11.5 MFLOP per
 frame forward, so B=8 x T=1280 forward is ~118 GFLOP and a train step ~353 GFLOP. XLA's own
 count (`compiled.cost_analysis()["flops"]`, everything in the compiled program, the log-mel
-of full steps included) is reported beside it as `xla_gflop`; on CPU it agrees with the
-analytic count within ~2%, on GPUs it leaves out the cuDNN convolutions (custom calls) and
-means little.
+of full steps included) is reported beside it as `xla_gflop`; on CPU it agreed with the
+analytic count within ~2% until the kernel gradients moved into `lax.fori_loop` chunks
+(`conv.kernel_grad`): XLA counts a loop body once, so at paper width train steps now read
+~30% low; forward-only counts still agree. On GPUs it leaves out the cuDNN convolutions
+(custom calls) and means little.
 
 The device's matmul rate is measured in the same run: a jitted `jnp.dot` of two N x N
 matrices in the compute dtype (N = 2048 on CPU, 8192 on accelerators), median of at least 10

@@ -61,18 +61,17 @@ def test_matches_flax_conv(case):
     np.testing.assert_allclose(gp["params"]["bias"], rp["params"]["bias"], rtol=1e-5, atol=1e-4)
 
 
-def test_im2col_and_per_tap_paths_agree(monkeypatch):
+@pytest.mark.parametrize("chunk_rows", [None, 1, 3, 4, 10, 100])
+def test_kernel_grad_chunks_agree(chunk_rows):
+    # 10 output rows: chunks of 1, 3 (3 full + a remainder of 1), 4 (2 + 2), 10 / 100 (one).
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.standard_normal((2, 10, 8, 6)), jnp.float32)
     dy = jnp.asarray(rng.standard_normal((2, 10, 8, 4)), jnp.float32)
     pads = ((1, 1), (1, 1))
     want = jax.vjp(lambda k: conv._lax_conv(x, k, pads), jnp.zeros((3, 3, 6, 4)))[1](dy)[0]
-    monkeypatch.setattr(conv, "IM2COL_MAX_BYTES", 1 << 40)
-    im2col = conv.kernel_grad(x, dy, (3, 3), pads)
-    monkeypatch.setattr(conv, "IM2COL_MAX_BYTES", 0)
-    per_tap = conv.kernel_grad(x, dy, (3, 3), pads)
-    np.testing.assert_allclose(im2col, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(per_tap, want, rtol=1e-5, atol=1e-5)
+    got = jax.jit(lambda x, dy: conv.kernel_grad(x, dy, (3, 3), pads, chunk_rows=chunk_rows))(
+        x, dy)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_bfloat16_compute():

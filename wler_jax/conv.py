@@ -6,13 +6,13 @@ bench/README.md); at the paper's widths that one op made the JAX train step slow
 `Conv` here is `flax.linen.Conv` (NHWC, HWIO kernel, stride 1, same parameter names, shapes,
 initialisers and dtype promotion, identical forward) with a `jax.custom_vjp` on the convolution:
   * forward and input gradient: `lax.conv_general_dilated` and its own VJP, as in nn.Conv;
-  * kernel gradient: for each tap (i, j) of the K_h x K_w kernel,
-        dW[i, j] = dy^T @ x_pad[:, i:i+H_out, j:j+W_out]     ([C_out, B*H*W] @ [B*H*W, C_in]),
-    with dy transposed once to [C_out, B, H, W] so that every matmul has XLA:CPU's fast
-    (row-major, contract-inner) layout, or, when the im2col copy is small (thin inputs such as
-    conv1's single channel, or short late layers), one matmul against the [B*H*W, K*K*C_in]
-    patch matrix. The contraction runs over (B, H, W) without reshaping the batch axis away, so a
-    batch-sharded input (jit over a "data" mesh) gives partial sums that GSPMD all-reduces.
+  * kernel gradient: im2col in chunks of output rows,
+        dW += dy_chunk^T @ patches_chunk     ([C_out, B*rows*W] @ [B*rows*W, K_h*K_w*C_in]),
+    with each chunk of dy transposed to [C_out, B, rows, W] so that every matmul has XLA:CPU's
+    fast (row-major, contract-inner) layout, and chunks of ~2048 positions (a `lax.fori_loop`) so that
+    the patch matrix stays small and the matmul output wide. The contraction runs over (B, H, W)
+    without reshaping the batch axis away, so a batch-sharded input (jit over a "data" mesh)
+    gives partial sums that GSPMD all-reduces.
 
 `impl="auto"` picks the matmul kernel gradient on the CPU backend (chosen when traced) for
 wide layers (C_in * C_out >= AUTO_MIN_CHANNEL_PRODUCT) only: with few channels the matmuls are
@@ -32,9 +32,9 @@ from flax.linen import dtypes as flax_dtypes
 from jax import lax
 
 IMPLS = ("auto", "xla", "matmul_grad")
-# Patch matrices up to this many bytes are built (im2col, one matmul); larger inputs use one
-# matmul per kernel tap on shifted views. Measured on XLA:CPU (bench/README.md).
-IM2COL_MAX_BYTES = 128 * 2**20
+# Output positions (B * rows * W_out) per chunk of the kernel gradient's im2col matmuls; ~2048
+# was fastest on XLA:CPU for conv2..conv5 at paper width (bench/README.md).
+KERNEL_GRAD_CHUNK_POSITIONS = 2048
 # "auto" uses the matmul kernel gradient on CPU for layers with at least this C_in * C_out
 # (the paper-width conv2..conv5 and FCv1; none at widths <= 0.25). conv1 (C_in = 1) stays on
 # XLA: its matmul gradient is ~2x faster alone at widths >= 0.5 but the train step did not
@@ -78,8 +78,15 @@ def _lax_conv(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
 
 
 def kernel_grad(x: jax.Array, dy: jax.Array, kernel_hw: Sequence[int], padding: Padding,
-                out_dtype: Any = None) -> jax.Array:
+                out_dtype: Any = None, chunk_rows: int | None = None) -> jax.Array:
     """Kernel gradient of a stride-1 NHWC/HWIO convolution, as matmuls.
+
+    The output rows are taken in chunks of `chunk_rows` (all examples at once): for each chunk
+    the im2col patch matrix [B * rows * W_out, K_h * K_w * C_in] is built and
+    dW += dy_chunk @ patches, in a
+    `lax.fori_loop` (a remainder chunk after it). Small chunks keep the patch matrix in cache
+    and the matmul's output wide (K*K*C_in columns), which is what XLA:CPU's GEMM is fast at
+    (bench/README.md). By default a chunk holds ~KERNEL_GRAD_CHUNK_POSITIONS output positions.
 
     Args:
       x: [B, H, W, C_in] the convolution's input.
@@ -87,6 +94,7 @@ def kernel_grad(x: jax.Array, dy: jax.Array, kernel_hw: Sequence[int], padding: 
       kernel_hw: (K_h, K_w).
       padding: ((top, bottom), (left, right)) zero padding of x.
       out_dtype: dtype of the result (default x.dtype); matmuls accumulate in float32.
+      chunk_rows: output rows per chunk (default from KERNEL_GRAD_CHUNK_POSITIONS).
     Returns:
       [K_h, K_w, C_in, C_out] = d<y, dy>/dW.
     """
@@ -95,21 +103,29 @@ def kernel_grad(x: jax.Array, dy: jax.Array, kernel_hw: Sequence[int], padding: 
     c_in = x.shape[-1]
     out_dtype = x.dtype if out_dtype is None else out_dtype
     acc = jnp.promote_types(jnp.float32, jnp.result_type(x.dtype, dy.dtype))
+    if chunk_rows is None:
+        chunk_rows = max(1, KERNEL_GRAD_CHUNK_POSITIONS // max(1, b * w_out))
+    rows = min(max(1, int(chunk_rows)), h_out)
     xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-    dy_t = jnp.transpose(dy, (3, 0, 1, 2))  # [C_out, B, H_out, W_out]: contract-inner layout
     contract = (((1, 2, 3), (0, 1, 2)), ((), ()))
-    views = [(i, j) for i in range(kh) for j in range(kw)]
-    patch_bytes = b * h_out * w_out * kh * kw * c_in * jnp.dtype(x.dtype).itemsize
-    if kh * kw == 1 or patch_bytes <= IM2COL_MAX_BYTES:
-        patches = [xp[:, i:i + h_out, j:j + w_out] for i, j in views]
+
+    def chunk(start, n):  # dW over output rows [start, start + n), [C_out, K_h*K_w*C_in]
+        xs = lax.dynamic_slice_in_dim(xp, start, n + kh - 1, axis=1)
+        patches = [xs[:, i:i + n, j:j + w_out] for i in range(kh) for j in range(kw)]
         patches = patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
-        g = lax.dot_general(dy_t, patches, contract, preferred_element_type=acc)  # [Co, KK*Ci]
-        g = g.reshape(c_out, kh, kw, c_in)
+        # [C_out, B, n, W_out]: the contract-inner layout; transposed per chunk (in cache).
+        d = jnp.transpose(lax.dynamic_slice_in_dim(dy, start, n, axis=1), (3, 0, 1, 2))
+        return lax.dot_general(d, patches, contract, preferred_element_type=acc)
+
+    full, rest = divmod(h_out, rows)
+    if full == 1:
+        g = chunk(0, rows)
     else:
-        g = jnp.stack([lax.dot_general(dy_t, xp[:, i:i + h_out, j:j + w_out], contract,
-                                       preferred_element_type=acc) for i, j in views])
-        g = g.reshape(kh, kw, c_out, c_in).transpose(2, 0, 1, 3)
-    return g.transpose(1, 2, 3, 0).astype(out_dtype)
+        g = lax.fori_loop(0, full, lambda k, a: a + chunk(k * rows, rows),
+                          jnp.zeros((c_out, kh * kw * c_in), acc))
+    if rest:
+        g = g + chunk(full * rows, rest)
+    return g.reshape(c_out, kh, kw, c_in).transpose(1, 2, 3, 0).astype(out_dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -189,8 +205,13 @@ class Conv(nn.Module):
     impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """x: [B, H, W, C_in] -> [B, H_out, W_out, features]."""
+    def __call__(self, x: jax.Array, *, separate_bias: bool = False):
+        """x: [B, H, W, C_in] -> [B, H_out, W_out, features].
+
+        With separate_bias=True, returns (convolution without the bias, bias [features] in the
+        compute dtype, or None without a bias) so that a following op can add it itself (e.g.
+        `pool.relu_max_pool_2x2`, which adds it after pooling).
+        """
         if x.ndim != 4:
             raise ValueError(f"Conv takes [B, H, W, C] input, got shape {x.shape}")
         kh, kw = tuple(self.kernel_size)
@@ -200,6 +221,8 @@ class Conv(nn.Module):
                 if self.use_bias else None)
         x, kernel, bias = flax_dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = conv2d(x, kernel, self.padding, self.impl)
+        if separate_bias:
+            return y, bias
         if bias is not None:
             y = y + bias.reshape((1, 1, 1, -1))
         return y

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wler_jax import conv as conv_lib
+from wler_jax import pool as pool_lib
 from wler_jax import pooling as pooling_lib
 from wler_jax.features import FLOOR_DB
 from wler_jax.geometry import N_MELS, SEGMENT_FRAMES, segment_mask
@@ -78,11 +79,16 @@ class ConvStack(nn.Module):
     `conv_impl` picks the convolutions' kernel-gradient implementation (`conv.Conv`): "auto"
     (matmul kernel gradient on the CPU backend for wide layers, plain XLA elsewhere),
     "matmul_grad" (every layer) or "xla" (= flax.linen.Conv). Parameters and forward results are the same for all three.
+    `pool_impl` picks how bias + ReLU + max pool run (`pool.relu_max_pool_2x2`): "auto" (on the
+    CPU backend the fused custom-VJP op, each window's gradient to its first maximal element as
+    in PyTorch; plain autodiff elsewhere), "fused" or "xla" (autodiff of
+    `max_pool_2x2(nn.relu(x + bias))`, ties share the gradient). Forward results are the same.
     """
 
     width: float = 1.0
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    pool_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
@@ -94,10 +100,12 @@ class ConvStack(nn.Module):
             if lengths is not None:
                 valid = jnp.arange(x.shape[1])[None, :] < (lengths >> i)[:, None]
                 x = jnp.where(valid[:, :, None, None], x, jnp.zeros((), x.dtype))
-            x = conv_lib.Conv(scaled(filters, self.width), (3, 3), padding="SAME",
-                              dtype=self.dtype, kernel_init=KERNEL_INIT, impl=self.conv_impl,
-                              name=f"conv{i + 1}")(x)
-            x = max_pool_2x2(nn.relu(x))
+            x, bias = conv_lib.Conv(scaled(filters, self.width), (3, 3), padding="SAME",
+                                    dtype=self.dtype, kernel_init=KERNEL_INIT,
+                                    impl=self.conv_impl, name=f"conv{i + 1}")(
+                x, separate_bias=True)
+            # = max_pool_2x2(nn.relu(x + bias)); the fused op adds the bias after pooling.
+            x = pool_lib.relu_max_pool_2x2(x, bias, self.pool_impl)
         return x
 
 
@@ -109,12 +117,14 @@ class SegmentNet(nn.Module):
     dropout_rate: float = 0.5
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    pool_impl: str = "auto"
 
     @nn.compact
     def __call__(self, windows: jax.Array, *, train: bool = False) -> jax.Array:
         if windows.shape[1:3] != (SEGMENT_FRAMES, N_MELS):
             raise ValueError(f"N_S takes [N, 128, 128] windows, got {windows.shape}")
-        x = ConvStack(self.width, self.dtype, self.conv_impl, name="conv_stack")(windows)
+        x = ConvStack(self.width, self.dtype, self.conv_impl, self.pool_impl,
+                      name="conv_stack")(windows)
         x = x.reshape(x.shape[0], -1)  # flatten [4, 4, C5] row-major: (time, mel, channel)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.relu(nn.Dense(scaled(PAPER_HIDDEN, self.width), dtype=self.dtype,
@@ -130,7 +140,7 @@ class WLER(nn.Module):
     Returns `(clip_logits [B, C], aux)` with aux["segment_logits"] [B, S, C] (N_T's output,
     S = max(T, 128) // 32 - 3) and aux["segment_mask"] [B, S] (segment k valid iff
     32k + 128 <= max(num_frames, 128)). `conv_impl` as in `ConvStack` (all convolutions,
-    FCv1 / FCv2 / attention included).
+    FCv1 / FCv2 / attention included), `pool_impl` as in `ConvStack`.
     """
 
     num_classes: int
@@ -139,13 +149,15 @@ class WLER(nn.Module):
     pooling: str = "max"
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    pool_impl: str = "auto"
 
     @nn.compact
     def __call__(self, features: jax.Array, num_frames: jax.Array, *,
                  train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
         pool_fn = pooling_lib.get(self.pooling)
         x, effective = prepare_input(features, num_frames)
-        x = ConvStack(self.width, self.dtype, self.conv_impl, name="conv_stack")(x, effective)
+        x = ConvStack(self.width, self.dtype, self.conv_impl, self.pool_impl,
+                      name="conv_stack")(x, effective)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = conv_lib.Conv(scaled(PAPER_HIDDEN, self.width), (HEAD_SIZE, HEAD_SIZE),
                           padding="VALID", dtype=self.dtype, kernel_init=KERNEL_INIT,
