@@ -42,15 +42,6 @@ def test_split_is_deterministic_and_seed_dependent(smoke):
     assert {_digest(r.audio) for r in other}.isdisjoint(_digest(r.audio) for r in again)
 
 
-def test_parallel_generation_gives_the_same_split(smoke):
-    """Worker processes (large builds) produce the inline recordings, in order."""
-    parallel = list(sa.generate_split("validation", "smoke", seed=0, workers=2))
-    assert [r.id for r in parallel] == [r.id for r in smoke["validation"]]
-    for x, y in zip(parallel, smoke["validation"]):
-        np.testing.assert_array_equal(x.audio, y.audio)
-        assert x.events == y.events and x.labels == y.labels
-
-
 def test_splits_have_expected_ids_and_share_no_recording(smoke):
     preset = sa.SIZES["smoke"]
     digests = []

@@ -51,8 +51,7 @@ class WlerSynthetic(common.AudioBuilder, skip_registration=True):
         opts = self.builder_config.options
         progress = common.Progress(getattr(self._preset(), split),
                                    f"{self.name}/{self.builder_config.name} {split}")
-        for rec in synthetic_audio.generate_split(split, self._preset(), seed=opts["seed"],
-                                                  workers=None):
+        for rec in synthetic_audio.generate_split(split, self._preset(), seed=opts["seed"]):
             events = [(e.label, e.onset, e.offset) for e in rec.events]
             yield rec.id, common.make_example(rec.id, rec.audio, rec.labels, events)
             progress.update()

@@ -557,26 +557,16 @@ def _split_specs(split: str, size: str | SizePreset, seed: int):
     return specs
 
 
-def generate_split(split: str, size: str | SizePreset = "cpu", seed: int = 0,
-                   workers: int | None = 0) -> Iterator[Recording]:
+def generate_split(split: str, size: str | SizePreset = "cpu", seed: int = 0) -> Iterator[Recording]:
     """Yield the recordings of a split, deterministically from (split, size, seed).
 
     Every class occurs in every split that has at least 10 recordings' worth of labels (all
     splits of "smoke", "cpu" and "gpu"); ids are f"{split}_{i:05d}"; splits never share a
-    recording (their seeds differ). `workers` > 1 generates in that many processes (None: one
-    per core for large splits); the recordings are the same, in the same order.
+    recording (their seeds differ).
     """
-    from wler_jax.datasets import parallel
-
-    specs = _split_specs(split, size, seed)
-    if workers is None:
-        workers = parallel.default_workers(sum(duration for _, _, duration, _ in specs))
-    yield from parallel.ordered_map(_generate_spec, specs, workers)
-
-
-def _generate_spec(spec) -> Recording:
-    rec_id, rec_seed, duration, forced = spec
-    return dataclasses.replace(generate_recording(rec_seed, duration, rng_labels=forced), id=rec_id)
+    for rec_id, rec_seed, duration, forced in _split_specs(split, size, seed):
+        yield dataclasses.replace(generate_recording(rec_seed, duration, rng_labels=forced),
+                                  id=rec_id)
 
 
 # ------------------------------------------------------------------ weak-label noise
