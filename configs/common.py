@@ -60,9 +60,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c.input.max_frames = 0  # random training crops to this many frames (0 = whole recordings)
     c.input.slat_hop = 128  # SLAT training window hop in frames (window = 128)
     c.input.slat_eval_hop = 32  # SLAT test windows on N_T's 32-frame segment grid
-    c.input.num_threads = 2  # host threads reading and padding batches
-    # > 0: read in that many processes instead (grain mp_prefetch): reading threads scale poorly
-    # (12 fed ~0.6 GB/s of waveform on a 16-core H100 host); feeding a GPU wants processes.
+    c.input.num_threads = 2  # host threads reading and padding batches (a GPU wants ~8)
+    # > 0: read in that many processes instead (grain mp_prefetch). Each epoch starts them anew
+    # (~2-3 s), so threads are the better choice unless the host is short of cores for them.
     c.input.worker_count = 0
     c.input.prefetch = 2  # batches prepared ahead on the host and put on the device ahead
 

@@ -493,10 +493,9 @@ def prefetch_to_device(iterator: Iterable[Batch], size: int, sharding) -> Iterat
 
 
 def _read(source, indices: list[int]) -> list:
-    if not indices:
-        return []
-    if hasattr(source, "__getitems__"):
-        return list(source.__getitems__(indices))
+    # One record at a time, not `source.__getitems__`: array_record's batched read does not run
+    # in parallel across reading threads (0.36 -> 0.39 GB/s with 2 threads), single reads do
+    # (0.33 -> 0.73 GB/s), so `input.num_threads` scales.
     return [source[i] for i in indices]
 
 
