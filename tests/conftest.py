@@ -1,4 +1,4 @@
-"""Shared test helpers: small real-valued audio and a narrow network width."""
+"""Shared test helpers: small real-valued audio, a narrow network width, gradient comparison."""
 import numpy as np
 import pytest
 
@@ -20,3 +20,47 @@ def tones_and_noise(num_samples: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def audio_factory():
     return tones_and_noise
+
+
+def assert_wler_gradients_match(model_kwargs: dict, variant: dict, reference: dict, *,
+                                forward_exact: bool = False) -> None:
+    """WLER's train-mode loss gradients with implementation options `variant` (e.g.
+    conv_impl="matmul_grad") equal those with `reference` (e.g. the plain XLA graph) on random
+    params, a padded batch and dropout; with `forward_exact` the scores must be bit-equal too."""
+    import jax
+    import jax.numpy as jnp
+
+    from wler_jax import models
+
+    fast = models.WLER(**model_kwargs, **variant)
+    plain = models.WLER(**model_kwargs, **reference)
+    rng = np.random.default_rng(4)
+    feats = jnp.asarray(np.clip(rng.normal(-45, 18, (2, 160, 128)), -100, 0), jnp.float32)
+    num_frames = jnp.array([160, 90])
+    labels = jnp.asarray(rng.random((2, model_kwargs["num_classes"])) < 0.4, jnp.float32)
+    shapes = jax.eval_shape(plain.init, jax.random.key(0), feats, num_frames)
+    assert jax.eval_shape(fast.init, jax.random.key(0), feats, num_frames) == shapes
+    # Random params without compiling init: kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.01).
+    params = jax.tree.map(
+        lambda s: jnp.asarray(rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))
+                              if len(s.shape) > 1 else 0.1 * rng.standard_normal(s.shape),
+                              s.dtype), shapes)
+
+    def loss(p, model):
+        logits, _ = model.apply(p, feats, num_frames, train=True,
+                                rngs={"dropout": jax.random.key(7)})
+        return -(labels * jax.nn.log_sigmoid(logits)
+                 + (1 - labels) * jax.nn.log_sigmoid(-logits)).mean()
+
+    if forward_exact:
+        np.testing.assert_array_equal(fast.apply(params, feats, num_frames)[0],
+                                      plain.apply(params, feats, num_frames)[0])
+    g_fast = jax.jit(jax.grad(loss), static_argnums=1)(params, fast)
+    g_plain = jax.jit(jax.grad(loss), static_argnums=1)(params, plain)
+    for path, a in jax.tree_util.tree_leaves_with_path(g_plain):
+        b = g_fast
+        for key in path:
+            b = b[key.key]
+        scale = float(jnp.abs(a).max()) + 1e-12
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * scale,
+                                   err_msg=jax.tree_util.keystr(path))

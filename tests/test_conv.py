@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wler_jax import conv, models
+from conftest import assert_wler_gradients_match
+from wler_jax import conv
 
 # (name, batch, height, width, c_in, c_out, kernel, padding)
 CASES = [
@@ -110,43 +111,8 @@ def test_vmap_and_impl_choice():
 
 def test_wler_train_gradient_matches_plain_conv():
     # attention pooling: its 1x1 conv is covered too.
-    kw = dict(num_classes=5, width=0.125, pooling="attention")
-    fast, plain = models.WLER(**kw, conv_impl="matmul_grad"), models.WLER(**kw, conv_impl="xla")
-    rng = np.random.default_rng(4)
-    feats = jnp.asarray(np.clip(rng.normal(-45, 18, (2, 160, 128)), -100, 0), jnp.float32)
-    num_frames = jnp.array([160, 90])
-    labels = jnp.asarray(rng.random((2, 5)) < 0.4, jnp.float32)
-    shapes = jax.eval_shape(plain.init, jax.random.key(0), feats, num_frames)
-    assert jax.eval_shape(fast.init, jax.random.key(0), feats, num_frames) == shapes
-    # Random params without compiling init: kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.01).
-    params = jax.tree.map(
-        lambda s: jnp.asarray(rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))
-                              if len(s.shape) > 1 else 0.1 * rng.standard_normal(s.shape),
-                              s.dtype), shapes)
-
-    def loss(p, model):
-        logits, _ = model.apply(p, feats, num_frames, train=True,
-                                rngs={"dropout": jax.random.key(7)})
-        return optax_bce(logits, labels)
-
-    g_fast = jax.jit(jax.grad(loss), static_argnums=1)(params, fast)
-    g_plain = jax.jit(jax.grad(loss), static_argnums=1)(params, plain)
-    for path, a in jax.tree_util.tree_leaves_with_path(g_plain):
-        b = _at(g_fast, path)
-        scale = float(jnp.abs(a).max()) + 1e-12
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * scale,
-                                   err_msg=jax.tree_util.keystr(path))
-
-
-def optax_bce(logits, labels):
-    return -(labels * jax.nn.log_sigmoid(logits)
-             + (1 - labels) * jax.nn.log_sigmoid(-logits)).mean()
-
-
-def _at(tree, path):
-    for key in path:
-        tree = tree[key.key]
-    return tree
+    assert_wler_gradients_match(dict(num_classes=5, width=0.125, pooling="attention"),
+                                dict(conv_impl="matmul_grad"), dict(conv_impl="xla"))
 
 
 SHARDED_SCRIPT = textwrap.dedent("""

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import assert_wler_gradients_match
 from wler_jax import models, pool
 
 SHAPES = [(2, 8, 6, 5), (3, 7, 5, 4), (1, 9, 9, 1), (2, 2, 2, 3)]  # odd rows / columns dropped
@@ -132,36 +133,8 @@ def test_impl_choice():
 
 
 def test_wler_gradient_matches_plain_pool():
-    kw = dict(num_classes=5, width=0.125)
-    fused, plain = models.WLER(**kw, pool_impl="fused"), models.WLER(**kw, pool_impl="xla")
-    rng = np.random.default_rng(4)
-    feats = jnp.asarray(np.clip(rng.normal(-45, 18, (2, 160, 128)), -100, 0), jnp.float32)
-    num_frames = jnp.array([160, 90])
-    labels = jnp.asarray(rng.random((2, 5)) < 0.4, jnp.float32)
-    shapes = jax.eval_shape(plain.init, jax.random.key(0), feats, num_frames)
-    assert jax.eval_shape(fused.init, jax.random.key(0), feats, num_frames) == shapes
-    params = jax.tree.map(
-        lambda s: jnp.asarray(rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))
-                              if len(s.shape) > 1 else 0.1 * rng.standard_normal(s.shape),
-                              s.dtype), shapes)
-
-    def loss(p, model):
-        logits, _ = model.apply(p, feats, num_frames, train=True,
-                                rngs={"dropout": jax.random.key(7)})
-        return -(labels * jax.nn.log_sigmoid(logits)
-                 + (1 - labels) * jax.nn.log_sigmoid(-logits)).mean()
-
-    np.testing.assert_array_equal(fused.apply(params, feats, num_frames)[0],
-                                  plain.apply(params, feats, num_frames)[0])
-    g_fused = jax.jit(jax.grad(loss), static_argnums=1)(params, fused)
-    g_plain = jax.jit(jax.grad(loss), static_argnums=1)(params, plain)
-    for path, a in jax.tree_util.tree_leaves_with_path(g_plain):
-        b = g_fused
-        for key in path:
-            b = b[key.key]
-        scale = float(jnp.abs(a).max()) + 1e-12
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * scale,
-                                   err_msg=jax.tree_util.keystr(path))
+    assert_wler_gradients_match(dict(num_classes=5, width=0.125), dict(pool_impl="fused"),
+                                dict(pool_impl="xla"), forward_exact=True)
 
 
 SHARDED_SCRIPT = textwrap.dedent("""
