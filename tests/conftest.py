@@ -1,4 +1,8 @@
 """Shared test helpers: small real-valued audio, a narrow network width, gradient comparison."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -64,3 +68,13 @@ def assert_wler_gradients_match(model_kwargs: dict, variant: dict, reference: di
         scale = float(jnp.abs(a).max()) + 1e-12
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * scale,
                                    err_msg=jax.tree_util.keystr(path))
+
+
+def run_on_4_cpu_devices(script: str) -> str:
+    """Runs `script` in a fresh Python on a 4-device CPU mesh; it must print OK. Returns stdout."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300,
+                         capture_output=True, text=True)
+    assert "OK" in out.stdout, out.stdout + out.stderr
+    return out.stdout

@@ -1,7 +1,4 @@
 """`conv.Conv` equals `flax.linen.Conv` forward, and its custom-VJP gradients equal autodiff's."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -10,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assert_wler_gradients_match
+from conftest import assert_wler_gradients_match, run_on_4_cpu_devices
 from wler_jax import conv
 
 # (name, batch, height, width, c_in, c_out, kernel, padding)
@@ -137,8 +134,4 @@ SHARDED_SCRIPT = textwrap.dedent("""
 
 
 def test_matmul_grad_under_a_data_sharded_mesh():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, check=True,
-                         timeout=300, capture_output=True, text=True)
-    assert "OK" in out.stdout
+    run_on_4_cpu_devices(SHARDED_SCRIPT)

@@ -1,8 +1,5 @@
 """`pool.relu_max_pool_2x2` equals `models.max_pool_2x2(nn.relu(x + bias))` forward, and its
 custom-VJP gradient equals autodiff's where no window has tied maxima (first maximum on ties)."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -11,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assert_wler_gradients_match
+from conftest import assert_wler_gradients_match, run_on_4_cpu_devices
 from wler_jax import models, pool
 
 SHAPES = [(2, 8, 6, 5), (3, 7, 5, 4), (1, 9, 9, 1), (2, 2, 2, 3)]  # odd rows / columns dropped
@@ -160,8 +157,4 @@ SHARDED_SCRIPT = textwrap.dedent("""
 
 
 def test_fused_pool_under_a_data_sharded_mesh():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, check=True,
-                         timeout=300, capture_output=True, text=True)
-    assert "OK" in out.stdout
+    run_on_4_cpu_devices(SHARDED_SCRIPT)
