@@ -61,6 +61,22 @@ def test_features_export_and_slat(tmp_path):
         export.export_model(m, str(tmp_path / "x"), inputs="spectrogram")
 
 
+@pytest.mark.parametrize("pooling", ["attention", "auto_pool"])
+def test_pooling_with_parameters_exports(tmp_path, pooling):
+    """The export runs the model's own forward pass, so poolings with their own layers or
+    parameters export too; a 300-frame and a 150-frame recording through one file."""
+    m = predict.load_model(make_workdir(tmp_path / pooling, pooling=pooling, seed=5))
+    loaded = export.load_exported(export.export_model(m, str(tmp_path / "m.jaxexport")))
+    lengths = [300 * 512, 150 * 512]
+    wav = np.stack([tones_and_noise(lengths[0], seed=50),
+                    np.pad(tones_and_noise(lengths[1], seed=51), (0, lengths[0] - lengths[1]))])
+    got = jax.device_get(loaded(wav, lengths))
+    ref = jax.device_get(m.predict_fn(m.params, {"audio": wav,
+                                                 "num_samples": np.array(lengths, np.int32)}))
+    np.testing.assert_allclose(got["clip"], ref["clip"], atol=1e-5)
+    np.testing.assert_allclose(got["segments"], ref["segments"], atol=1e-5)
+
+
 def test_exported_file_runs_without_wler_jax(exported_path, model):
     """The docstring's recipe in a fresh interpreter that never imports wler_jax."""
     n = 2 * SAMPLE_RATE

@@ -21,10 +21,9 @@ Without wler_jax installed at all::
 It is exported for the CPU and for the backend it is exported on (a GPU session gets ("cpu",
 "cuda"), so the file runs where it was made and on any CPU) unless `platforms=` says otherwise.
 
-Why a second forward pass here: `models.WLER` computes its segment count with `int()` on the
-time length (`geometry.num_segments`), which a symbolic dimension refuses, so this module runs
-the same layers (`prepare_input`, `ConvStack`, FCv1, FCv2, the pooling) with the mask built
-from shapes. tests/test_export.py holds the exported scores equal to `predict_fn`.
+The exported function is `inference.predict`, the body of `predict_fn`: geometry's
+shape arithmetic (`geometry.static_length`) lets jax.export's symbolic time dimension through.
+tests/test_export.py holds the exported scores equal to `predict_fn`.
 """
 from __future__ import annotations
 
@@ -37,55 +36,6 @@ import numpy as np
 HOP = 512
 MIN_FRAMES = 128
 EXPORT_FORMAT = 1
-
-
-def _poly_scale_logits(spec, params, features, num_frames):
-    """`inference.scale_logits` without shape-dependent Python ints (symbolic time works)."""
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    from wler_jax import models
-    from wler_jax.geometry import SEGMENT_FRAMES, SEGMENT_HOP
-
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[spec.dtype]
-    x, effective = models.prepare_input(features, num_frames)
-    if spec.method == "slat":
-        w = (x.shape[1] - SEGMENT_FRAMES) // spec.slat_hop + 1
-        starts = jnp.arange(w) * spec.slat_hop
-        wins = x[:, starts[:, None] + jnp.arange(SEGMENT_FRAMES)[None, :]]  # [B, W, 128, 128]
-        logits = spec.module().apply({"params": params},
-                                     wins.reshape(-1, SEGMENT_FRAMES, x.shape[2]))
-        mask = (starts[None, :] + SEGMENT_FRAMES) <= effective[:, None]
-        return logits.reshape(x.shape[0], w, -1).astype(jnp.float32), mask, None
-    x = models.ConvStack(spec.width, dtype).apply({"params": params["conv_stack"]}, x, effective)
-
-    def conv(name, n, k, pad, h, dt=dtype):
-        return nn.Conv(n, (k, k), padding=pad, dtype=dt).apply({"params": params[name]}, h)
-
-    h = nn.relu(conv("fc1", models.scaled(models.PAPER_HIDDEN, spec.width), models.HEAD_SIZE,
-                     "VALID", x))
-    seg = conv("fc2", spec.num_classes, 1, "SAME", h)[:, :, 0, :].astype(jnp.float32)
-    mask = (jnp.arange(seg.shape[1])[None, :] * SEGMENT_HOP + SEGMENT_FRAMES) <= effective[:, None]
-    att = None
-    if spec.pooling == "attention":
-        att = conv("attention", spec.num_classes, 1, "SAME", h, None)  # float32, as in WLER
-        att = att[:, :, 0, :].astype(jnp.float32)
-    return seg, mask, att
-
-
-def _poly_predict(spec, params, inputs: str, x, lengths):
-    import jax.numpy as jnp
-
-    from wler_jax import features as features_lib
-    from wler_jax import inference
-
-    if inputs == "audio":
-        feats, num_frames = features_lib.multi_scale_log_mel(x, lengths)
-    else:
-        feats, num_frames = x, lengths
-    outs = [_poly_scale_logits(spec, params, feats[k], num_frames) for k in range(feats.shape[0])]
-    att = None if outs[0][2] is None else jnp.stack([o[2] for o in outs])
-    return inference.finalize(spec, params, jnp.stack([o[0] for o in outs]), outs[0][1], att)
 
 
 def export_model(workdir_or_model: Any, path: str, *, platforms: Sequence[str] | None = None,
@@ -106,7 +56,7 @@ def export_model(workdir_or_model: Any, path: str, *, platforms: Sequence[str] |
     import jax.numpy as jnp
     from jax import export
 
-    from wler_jax import predict
+    from wler_jax import inference, predict
     from wler_jax.geometry import N_FFTS, N_MELS, SAMPLE_RATE
 
     if platforms is None:
@@ -125,7 +75,8 @@ def export_model(workdir_or_model: Any, path: str, *, platforms: Sequence[str] |
                 jax.ShapeDtypeStruct((b,), jnp.int32))
     else:
         raise ValueError(f"inputs must be 'audio' or 'features', got {inputs!r}")
-    fn = jax.jit(lambda x, n: _poly_predict(model.spec, params, inputs, x, n))
+    keys = ("audio", "num_samples") if inputs == "audio" else ("features", "num_frames")
+    fn = jax.jit(lambda x, n: inference.predict(model.spec, params, dict(zip(keys, (x, n)))))
     exported = export.export(fn, platforms=tuple(platforms))(*args)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:

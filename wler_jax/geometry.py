@@ -31,9 +31,18 @@ def max_samples_for_frames(num_frames: int) -> int:
     return int(num_frames) * HOP_LENGTH - 1
 
 
+def static_length(n):
+    """A static length as a Python int; `jax.export`'s symbolic dimensions (which refuse int())
+    pass through unchanged, so shape arithmetic here also serves exported models."""
+    try:
+        return int(n)
+    except Exception:  # jax's InconclusiveDimensionOperation: a symbolic dimension
+        return n
+
+
 def padded_frames(num_frames: int) -> int:
     """Frames actually fed to the network: recordings under 128 frames are padded to 128."""
-    return max(int(num_frames), SEGMENT_FRAMES)
+    return max(static_length(num_frames), SEGMENT_FRAMES)
 
 
 def num_segments(num_frames: int) -> int:

@@ -111,7 +111,7 @@ def window_mask(num_frames, padded_length: int, *, window: int = geometry.SEGMEN
     Returns:
       bool [B, W] with W = (max(padded_length, 128) - window) // hop + 1.
     """
-    length = max(int(padded_length), geometry.SEGMENT_FRAMES)
+    length = geometry.padded_frames(padded_length)
     num_windows = (length - window) // hop + 1
     if window < 1 or hop < 1 or num_windows < 1:
         raise ValueError(f"no {window}-frame window (hop {hop}) fits in {length} frames")
