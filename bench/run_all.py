@@ -47,6 +47,7 @@ BENCHMARKS = {
     "inference_speed": ("inference_speed.py", True, True),
     "fcn_speed": ("fcn_speed.py", True, True),
     "padding_waste": ("padding_waste.py", False, False),
+    "pipeline_efficiency": ("pipeline_efficiency.py", False, True),
 }
 PROBE = ("import json, jax; d = jax.devices()[0]; print('DEVICE ' + json.dumps({'platform': "
          "d.platform, 'device_kind': d.device_kind, 'device_count': jax.device_count()}))")
@@ -210,8 +211,22 @@ def summarise_padding(r: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def summarise_pipeline(r: dict) -> list[tuple[str, str, str]]:
+    detail = (f"{r.get('variant', '?')} config, {r.get('dtype', '?')}, width {r.get('width', '?')}, "
+              f"{r.get('scales_per_step', '?')} scale(s) per step, "
+              f"{r.get('num_threads', '?')} reading threads")
+    return [
+        ("full training loop vs bare step", f"{100 * r['efficiency']:.1f}%",
+         f"{_fmt(r['loop_steps_per_s'])} vs {_fmt(r['bare_steps_per_s'])} steps/s; {detail}"),
+        ("full training loop", f"{_fmt(r['loop_network_audio_s_per_s'])} audio-s/s",
+         f"network input (x scales); {_fmt(r['loop_audio_s_per_s'])} s of waveform/s, "
+         f"MFU {100 * r['loop_mfu']:.1f}% of {_fmt(r['matmul_tflops'])} TFLOP/s"),
+    ]
+
+
 SUMMARISERS = {"train_speed": summarise_train, "inference_speed": summarise_inference,
-               "fcn_speed": summarise_fcn, "padding_waste": summarise_padding}
+               "fcn_speed": summarise_fcn, "padding_waste": summarise_padding,
+               "pipeline_efficiency": summarise_pipeline}
 
 
 def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
