@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wler_jax import audio, inference, predict, steps
+from wler_jax import audio, inference, predict, reports, steps
 from wler_jax.geometry import SAMPLE_RATE, num_segments, segment_times
 from conftest import tones_and_noise
 
@@ -267,7 +267,7 @@ def test_thresholds_and_merging_give_known_event_times(tmp_path):
     segs[10, 3] = 0.5  # exactly at the threshold: not detected (strictly above counts)
     segs[30:33, 0] = 0.9  # 'dog_bark' in segments 30-32
     pred = inference.Prediction(clip=segs.max(0), segments=segs, num_samples=n)
-    rec = predict.prediction_record("x.wav", pred, CLASSES, threshold=0.5)
+    rec = reports.prediction_record("x.wav", pred, CLASSES, threshold=0.5)
     assert [(e["label"]) for e in rec["segments"]] == ["siren", "dog_bark"]
     siren, dog = rec["segments"]
     hop, win = 32 * 512 / SAMPLE_RATE, 128 * 512 / SAMPLE_RATE
@@ -279,13 +279,13 @@ def test_thresholds_and_merging_give_known_event_times(tmp_path):
                    "end": pytest.approx(32 * hop + win, abs=1e-6), "score": pytest.approx(0.9)}
     cell = 32 * 512 / SAMPLE_RATE
     for median in (1, 3):
-        events = predict.detect_file_events(pred, CLASSES, threshold=0.5, median_filter=median,
+        events = reports.detect_file_events(pred, CLASSES, threshold=0.5, median_filter=median,
                                             reduce="mean")
         sirens = [e for e in events if e["label"] == "siren"]
         assert len(sirens) == 1
         assert abs(sirens[0]["start"] - 4.0) <= cell and abs(sirens[0]["end"] - 8.0) <= cell
     tsv = tmp_path / "events.tsv"
-    predict.write_events_tsv(str(tsv), [("x.wav", events)])
+    reports.write_events_tsv(str(tsv), [("x.wav", events)])
     lines = tsv.read_text().splitlines()
     assert lines[0] == "filename\tonset\toffset\tevent_label"
     name, on, off, label = lines[1 + [e["label"] for e in events].index("siren")].split("\t")

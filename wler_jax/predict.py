@@ -54,9 +54,7 @@ A 44.1 kHz float32 hour is 635 MB and is never held whole.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import os
 import sys
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -65,7 +63,7 @@ from absl import app, flags, logging
 import numpy as np
 
 from wler_jax import audio as audio_lib
-from wler_jax import geometry, inference, localisation
+from wler_jax import inference, reports
 from wler_jax.audio import AudioError
 from wler_jax.inference import ModelSpec, Prediction
 
@@ -207,113 +205,6 @@ def predict_file(model: Model, path: str, **kwargs) -> Prediction:
     return prediction
 
 
-# -- result layouts ----------------------------------------------------------------------------
-def _segment_spans(prediction: Prediction) -> tuple[np.ndarray, np.ndarray]:
-    start, end = geometry.segment_times(prediction.segments.shape[0])
-    return start, np.minimum(end, prediction.duration)
-
-
-def prediction_record(file: str, prediction: Prediction, class_names: Sequence[str],
-                      threshold: float = 0.5) -> dict:
-    """The JSON object of one file (module docstring): scores, segment scores, merged events."""
-    start, end = _segment_spans(prediction)
-    r = lambda x: round(float(x), 6)  # noqa: E731
-    events = localisation.merge_segments(prediction.segments, class_names, threshold)
-    return {
-        "file": file,
-        "duration": r(prediction.duration),
-        "scores": {c: r(p) for c, p in zip(class_names, prediction.clip)},
-        "segment_scores": [{"start": r(s), "end": r(e), "scores": {
-            c: r(p) for c, p in zip(class_names, row)}}
-            for s, e, row in zip(start, end, prediction.segments)],
-        "segments": [{"label": ev["label"], "start": r(ev["start"]),
-                      "end": r(min(ev["end"], prediction.duration)), "score": r(ev["score"])}
-                     for ev in events],
-    }
-
-
-def detect_file_events(prediction: Prediction, class_names: Sequence[str], *,
-                       threshold: float = 0.5, median_filter: int = 1,
-                       reduce: str = "max") -> list[dict]:
-    """Events on the 32-frame time line: grid_scores -> median_filter -> detect_events."""
-    onsets, offsets, scores = localisation.grid_scores(
-        prediction.segments, prediction.num_frames, reduce=reduce, duration=prediction.duration)
-    scores = localisation.median_filter(scores, median_filter)
-    return localisation.detect_events(onsets, offsets, scores, class_names, threshold=threshold)
-
-
-def _atomic_write(path: str, write: Callable) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w", newline="") as f:
-        write(f)
-    os.replace(path + ".tmp", path)
-
-
-def write_json(path: str, records: list[dict], failed: list[dict], **header) -> None:
-    _atomic_write(path, lambda f: json.dump({**header, "results": records, "failed": failed},
-                                            f, indent=1))
-
-
-def write_csv(path: str, records: list[dict], failed: list[dict]) -> None:
-    """The long CSV table (module docstring): clip, segment, event and failed rows."""
-
-    def write(f):
-        w = csv.writer(f)
-        w.writerow(["file", "level", "label", "start", "end", "score", "reason"])
-        for rec in records:
-            for c, p in rec["scores"].items():
-                w.writerow([rec["file"], "clip", c, 0.0, rec["duration"], p, ""])
-            for seg in rec["segment_scores"]:
-                for c, p in seg["scores"].items():
-                    w.writerow([rec["file"], "segment", c, seg["start"], seg["end"], p, ""])
-            for ev in rec["segments"]:
-                w.writerow([rec["file"], "event", ev["label"], ev["start"], ev["end"],
-                            ev["score"], ""])
-        for fail in failed:
-            w.writerow([fail["file"], "failed", "", "", "", "", fail["reason"]])
-
-    _atomic_write(path, write)
-
-
-def write_events_tsv(path: str, events: list[tuple[str, list[dict]]]) -> None:
-    """DCASE event list: `filename\\tonset\\toffset\\tevent_label` with a header line."""
-
-    def write(f):
-        f.write("filename\tonset\toffset\tevent_label\n")
-        for name, evs in events:
-            for ev in evs:
-                f.write(f"{name}\t{ev['start']:.3f}\t{ev['end']:.3f}\t{ev['label']}\n")
-
-    _atomic_write(path, write)
-
-
-def plot_prediction(path: str, title: str, prediction: Prediction, class_names: Sequence[str],
-                    threshold: float = 0.5, top: int = 5) -> None:
-    """PNG of segment scores over time: the `top` classes as lines, all classes as a heat map."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
-    start, end = _segment_spans(prediction)
-    centre = start + (geometry.SEGMENT_FRAMES * localisation.FRAME_SECONDS) / 2
-    segs, num_classes = prediction.segments, len(class_names)
-    fig = Figure(figsize=(11, 3.2 + 0.22 * num_classes), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[1.2, 0.2 + 0.08 * num_classes])
-    for c in np.argsort(-prediction.clip)[:top]:
-        ax1.plot(centre, segs[:, c], marker="." if len(centre) < 60 else None,
-                 label=f"{class_names[c]} ({prediction.clip[c]:.2f})")
-    ax1.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
-    ax1.set(ylim=(0, 1), ylabel="probability", title=title)
-    ax1.legend(loc="upper right", fontsize="small")
-    hop = geometry.SEGMENT_HOP * localisation.FRAME_SECONDS  # one column per segment, at its centre
-    image = ax2.imshow(segs.T, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma",
-                       interpolation="nearest", extent=(centre[0] - hop / 2, centre[-1] + hop / 2,
-                                                        -0.5, num_classes - 0.5))
-    ax2.set_xlim(0, max(prediction.duration, centre[-1] + hop / 2))
-    ax2.set_yticks(range(num_classes), class_names, fontsize="small")
-    ax2.set_xlabel("time (s)")
-    fig.colorbar(image, ax=ax2, pad=0.01)
-    fig.savefig(path, dpi=100)
-
-
 # -- command line ------------------------------------------------------------------------------
 def find_audio_files(inputs: Sequence[str]) -> list[tuple[str, str]]:
     """(path, name) of every file to score: files as given (name = base name), folders searched
@@ -399,24 +290,24 @@ def main(argv: Sequence[str]) -> int:
             else:
                 errors[i] = err
     names = model.class_names
-    records = [prediction_record(files[i][0], predictions[i], names, FLAGS.threshold)
+    records = [reports.prediction_record(files[i][0], predictions[i], names, FLAGS.threshold)
                for i in sorted(predictions)]
     failed = [{"file": files[i][0], "reason": errors[i].reason} for i in sorted(errors)]
     if ext == ".csv":
-        write_csv(FLAGS.output, records, failed)
+        reports.write_csv(FLAGS.output, records, failed)
     else:
-        write_json(FLAGS.output, records, failed, workdir=model.workdir, class_names=list(names),
-                   threshold=FLAGS.threshold)
+        reports.write_json(FLAGS.output, records, failed, workdir=model.workdir,
+                           class_names=list(names), threshold=FLAGS.threshold)
     if FLAGS.events_tsv:
-        write_events_tsv(FLAGS.events_tsv, [(files[i][1], detect_file_events(
+        reports.write_events_tsv(FLAGS.events_tsv, [(files[i][1], reports.detect_file_events(
             predictions[i], names, threshold=FLAGS.threshold, median_filter=FLAGS.median_filter,
             reduce=FLAGS.grid_reduce)) for i in sorted(predictions)])
     if FLAGS.plot:
         os.makedirs(FLAGS.plot, exist_ok=True)
         for i in sorted(predictions):
             name = files[i][1].replace(os.sep, "__")
-            plot_prediction(os.path.join(FLAGS.plot, name + ".png"), files[i][0], predictions[i],
-                            names, FLAGS.threshold)
+            reports.plot_prediction(os.path.join(FLAGS.plot, name + ".png"), files[i][0],
+                                    predictions[i], names, FLAGS.threshold)
     logging.info("scored %d file(s), %d failed; wrote %s", len(records), len(failed),
                  FLAGS.output)
     sys.stderr.write(f"scored {len(records)} file(s) -> {FLAGS.output}\n")
