@@ -3,7 +3,7 @@
 Cases, each timed warm (compilation excluded by a first call on the same shapes):
   * short/predict_fn: 10-s recordings, `--batch_size` per call, through the jitted `predict_fn`
     (the Python API; features computed on the device).
-  * short/cli_engine: the same recordings through `inference.ChunkedScorer` (what the CLI
+  * short/cli_engine: the same recordings through `chunked.ChunkedScorer` (what the CLI
     runs: chunk padding to the bucket ladder, batching across files, host post-processing).
   * long/cli_engine: one 10-minute recording in chunks of `--chunk_frames` frames.
   * memory: `python -m wler_jax.predict`'s engine on a one-hour 44.1 kHz 16-bit WAV file
@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import jax  # noqa: E402
 
-from wler_jax import inference, predict  # noqa: E402
+from wler_jax import chunked, inference, predict  # noqa: E402
 from wler_jax.geometry import SAMPLE_RATE  # noqa: E402
 from bench_utils import noise_and_tones  # noqa: E402
 
@@ -97,7 +97,7 @@ def short_cases(model, args) -> list[dict]:
               "batch_size": batch, **t, "audio_s_per_s": batch * seconds / t["median_s"]}]
 
     def engine():
-        scorer = inference.ChunkedScorer(model.spec, model.params, chunk_frames=args.chunk_frames,
+        scorer = chunked.ChunkedScorer(model.spec, model.params, chunk_frames=args.chunk_frames,
                                          batch_size=batch)
         for i, x in enumerate(recordings):
             scorer.add(i, [x])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wler_jax import audio, inference, predict, reports, steps
+from wler_jax import audio, chunked, predict, reports, steps
 from wler_jax.geometry import SAMPLE_RATE, num_segments, segment_times
 from conftest import tones_and_noise
 
@@ -202,7 +202,7 @@ def test_chunked_equals_single_pass(model):
     x = tones_and_noise(n, seed=7)
     full = jax.device_get(model.predict_fn(model.params, {"audio": x[None],
                                                           "num_samples": np.array([n])}))
-    scorer = inference.ChunkedScorer(model.spec, model.params, chunk_frames=512, batch_size=2)
+    scorer = chunked.ChunkedScorer(model.spec, model.params, chunk_frames=512, batch_size=2)
     scorer.add("x", (x[i:i + 100_000] for i in range(0, n, 100_000)))
     (key, pred), = list(scorer.completed()) + list(scorer.flush())
     s = num_segments(5000)
@@ -221,7 +221,7 @@ def test_chunked_equals_single_pass(model):
         np.testing.assert_allclose(one.segments, ref["segments"][0, :num_segments(1 + m // 512)],
                                    atol=1e-5)
     with pytest.raises(ValueError, match="multiple of 32"):
-        inference.ChunkedScorer(model.spec, model.params, chunk_frames=500)
+        chunked.ChunkedScorer(model.spec, model.params, chunk_frames=500)
 
 
 @pytest.mark.parametrize("method,pooling", [("slat", "max"), ("wler", "attention"),
@@ -266,7 +266,7 @@ def test_thresholds_and_merging_give_known_event_times(tmp_path):
     segs[:, 1] = overlap
     segs[10, 3] = 0.5  # exactly at the threshold: not detected (strictly above counts)
     segs[30:33, 0] = 0.9  # 'dog_bark' in segments 30-32
-    pred = inference.Prediction(clip=segs.max(0), segments=segs, num_samples=n)
+    pred = chunked.Prediction(clip=segs.max(0), segments=segs, num_samples=n)
     rec = reports.prediction_record("x.wav", pred, CLASSES, threshold=0.5)
     assert [(e["label"]) for e in rec["segments"]] == ["siren", "dog_bark"]
     siren, dog = rec["segments"]

@@ -63,9 +63,10 @@ from absl import app, flags, logging
 import numpy as np
 
 from wler_jax import audio as audio_lib
-from wler_jax import inference, reports
+from wler_jax import chunked, inference, reports
 from wler_jax.audio import AudioError
-from wler_jax.inference import ModelSpec, Prediction
+from wler_jax.chunked import Prediction
+from wler_jax.inference import ModelSpec
 
 USAGE_SNIPPET = '''\
 import jax
@@ -173,7 +174,7 @@ def predict_waveform(model: Model, waveform: np.ndarray, *,
     Equal (to float rounding) to `model.predict_fn` on the whole recording, in chunks of
     `chunk_frames` frames. Returns a `Prediction` (clip [C], segments [S, C], num_samples).
     """
-    return inference.score_waveform(model.spec, model.params, waveform,
+    return chunked.score_waveform(model.spec, model.params, waveform,
                                     chunk_frames=chunk_frames, batch_size=batch_size)
 
 
@@ -183,7 +184,7 @@ def predict_files(model: Model, paths: Sequence[str], *,
                   ) -> Iterator[tuple[int, Optional[Prediction], Optional[AudioError]]]:
     """Score files in bounded memory: yields (index in `paths`, prediction, None) or
     (index, None, AudioError) for each file, in completion order (batches span files)."""
-    scorer = inference.ChunkedScorer(model.spec, model.params, chunk_frames=chunk_frames,
+    scorer = chunked.ChunkedScorer(model.spec, model.params, chunk_frames=chunk_frames,
                                      batch_size=batch_size)
     for i, path in enumerate(paths):
         try:

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from wler_jax import geometry, localisation
-from wler_jax.inference import Prediction
+from wler_jax.chunked import Prediction
 
 
 def _segment_spans(prediction: Prediction) -> tuple[np.ndarray, np.ndarray]:
