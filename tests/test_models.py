@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wler_jax import features, geometry, models, pooling
+from wler_jax import features, geometry, models, pool, pooling
 from conftest import TEST_WIDTH, tones_and_noise
 
 C = 10
@@ -44,7 +44,7 @@ def test_width_scales_channels():
 def test_max_pool_2x2_equals_flax_max_pool():
     import flax.linen as nn
     x = jax.random.normal(jax.random.key(1), (2, 37, 21, 5))
-    np.testing.assert_array_equal(models.max_pool_2x2(x), nn.max_pool(x, (2, 2), (2, 2)))
+    np.testing.assert_array_equal(pool.max_pool_2x2(x), nn.max_pool(x, (2, 2), (2, 2)))
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`pool.relu_max_pool_2x2` equals `models.max_pool_2x2(nn.relu(x + bias))` forward, and its
+"""`pool.relu_max_pool_2x2` equals `pool.max_pool_2x2(nn.relu(x + bias))` forward, and its
 custom-VJP gradient equals autodiff's where no window has tied maxima (first maximum on ties)."""
 import textwrap
 
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from conftest import assert_wler_gradients_match, run_on_4_cpu_devices
-from wler_jax import models, pool
+from wler_jax import pool
 
 SHAPES = [(2, 8, 6, 5), (3, 7, 5, 4), (1, 9, 9, 1), (2, 2, 2, 3)]  # odd rows / columns dropped
 
 
 def _plain(x, bias=None):
-    return models.max_pool_2x2(nn.relu(x if bias is None else x + bias))
+    return pool.max_pool_2x2(nn.relu(x if bias is None else x + bias))
 
 
 def _data(shape, seed=0, dtype=jnp.float32):

@@ -36,16 +36,6 @@ def scaled(channels: int, width: float) -> int:
     return max(8, int(round(channels * width / 8.0)) * 8)
 
 
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max pool, stride 2, VALID (a trailing odd row/column is dropped), by reshape-and-max.
-
-    Same result as `nn.max_pool(x, (2, 2), (2, 2))`, measurably faster on XLA:CPU.
-    """
-    b, t, f, c = x.shape
-    x = x[:, : t // 2 * 2, : f // 2 * 2]
-    return x.reshape(b, t // 2, 2, f // 2, 2, c).max(axis=(2, 4))
-
-
 def prepare_input(features: jax.Array, num_frames: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Pad a feature batch for the network and pin down its padding (DESIGN §3).
 

@@ -1,6 +1,6 @@
 """Bias + ReLU + 2x2 max pool as one op whose backward is a single pass (fast on XLA:CPU).
 
-Why: autodiff of `models.max_pool_2x2(nn.relu(conv + bias))` writes the biased activation
+Why: autodiff of `max_pool_2x2(nn.relu(conv + bias))` writes the biased activation
 (conv1's output at paper width, 8 x 1280 x 128 x 96 float32, is 500 MB), keeps it for the
 backward and there compares it with the broadcast maximum, counts the ties per window, divides
 and selects, in several passes; the bias gradient then sums the 500 MB gradient.
@@ -53,22 +53,31 @@ def _windows(x: jax.Array) -> jax.Array:
     return x[:, : t // 2 * 2, : f // 2 * 2].reshape(b, t // 2, 2, f // 2, 2, c)
 
 
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max pool, stride 2, VALID (a trailing odd row/column is dropped), by reshape-and-max.
+
+    Same result as `nn.max_pool(x, (2, 2), (2, 2))`, measurably faster on XLA:CPU.
+    """
+    return _windows(x).max(axis=(2, 4))
+
+
 def plain_relu_max_pool_2x2(x: jax.Array, bias: jax.Array | None = None) -> jax.Array:
-    """max_pool_2x2(relu(x + bias)) by reshape-and-max (= `models.max_pool_2x2(nn.relu(.))`)."""
+    """max_pool_2x2(relu(x + bias)), differentiated by autodiff."""
     if bias is not None:
         x = x + bias
-    return _windows(jnp.maximum(x, 0)).max(axis=(2, 4))
+    return max_pool_2x2(jnp.maximum(x, 0))
 
 
 def _forward(x: jax.Array, bias: jax.Array | None) -> tuple[jax.Array, jax.Array]:
     """(y, code): y = relu(max over the window + bias), code = position of the first maximum of
     x in the window (2i + j, an argmax reduce), or _NO_GRAD where y is 0 or NaN."""
-    m = _windows(x).max(axis=(2, 4))
+    windows = _windows(x)
+    m = windows.max(axis=(2, 4))
     if bias is not None:
         m = m + bias
     y = jnp.maximum(m, jnp.zeros((), m.dtype))
-    b, h, _, w, _, c = _windows(x).shape
-    flat = _windows(x).transpose(0, 1, 3, 5, 2, 4).reshape(b, h, w, c, 4)
+    b, h, _, w, _, c = windows.shape
+    flat = windows.transpose(0, 1, 3, 5, 2, 4).reshape(b, h, w, c, 4)
     code = jnp.argmax(flat, axis=-1).astype(jnp.int8)  # first maximum on ties
     code = jnp.where(y > 0, code, jnp.int8(_NO_GRAD))
     return y, code
@@ -120,7 +129,7 @@ def relu_max_pool_2x2(x: jax.Array, bias: jax.Array | None = None,
         module docstring), "xla" (plain reshape-max, autodiff's gradient, split among ties), or
         "auto" (fused on the CPU backend, xla elsewhere).
     Returns:
-      [B, T//2, F//2, C], equal to `models.max_pool_2x2(nn.relu(x + bias))` for every impl.
+      [B, T//2, F//2, C], equal to `max_pool_2x2(nn.relu(x + bias))` for every impl.
     """
     if x.ndim != 4:
         raise ValueError(f"relu_max_pool_2x2 takes [B, T, F, C], got shape {x.shape}")
