@@ -24,6 +24,7 @@ tests imports this module.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from typing import Callable
@@ -184,30 +185,20 @@ def make_step_fns(model: nn.Module, opt: torch.optim.Optimizer, forward: Callabl
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def fwd(batch):
+    def run(batch, backward: bool = False, update: bool = False):
+        if backward:
+            opt.zero_grad(set_to_none=True)
         with autocast(device, amp_dtype):
             loss = forward(model, batch)
+        if backward:
+            loss.backward()
+        if update:
+            opt.step()
         sync()
         return loss
 
-    def fwd_bwd(batch):
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, amp_dtype):
-            loss = forward(model, batch)
-        loss.backward()
-        sync()
-        return loss
-
-    def step(batch):
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, amp_dtype):
-            loss = forward(model, batch)
-        loss.backward()
-        opt.step()
-        sync()
-        return loss
-
-    return {"step": step, "forward": fwd, "forward_backward": fwd_bwd}
+    return {"step": functools.partial(run, backward=True, update=True), "forward": run,
+            "forward_backward": functools.partial(run, backward=True)}
 
 
 def make_infer_fn(model: nn.Module, device: torch.device,
