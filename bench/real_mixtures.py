@@ -1,0 +1,538 @@
+"""Real-recording benchmark: DCASE 2016 task 2 office events, WLER vs SLAT over seeds.
+
+  python bench/real_mixtures.py --source=/work/realdata/sased --out=/work/realdata/bench
+  python bench/real_mixtures.py --source=... --out=... --train --seeds=3 [--size=cpu]
+      [--override=train.epochs=10 ...] [--json=bench/results/real_mixtures_cpu.json]
+
+`--source` is a local copy of the public GitHub repository `Stevens05/SASED` (the DCASE 2016
+task 2 "sound event detection in synthetic audio" development material: 11 office classes, 20
+isolated events each under `data/train/sound`, 594 event segments cut from the 18 development
+scenes under `data/val/segments`, their scenes' annotations and source lists under
+`data/val/annotation` and `data/val/wav_files`, 44.1 kHz mono). Nothing is downloaded.
+
+Build (always; reused when `--out` already holds the same build):
+  * `clips.csv` (path,labels,split,source,kind): every isolated event and every segment, one
+    weak label each. `source` is the isolated recording a clip comes from: an isolated file is
+    its own source; a segment's source is found from its scene's `wav_files` list (the isolated
+    files mixed into that scene): in the monophonic scenes the list is in annotation order, in
+    the polyphonic ones it is grouped by class, so a segment is matched to the same-class file
+    of equal duration (optimal assignment; the durations agree to ~10 ms). Where a match is not
+    clear (no file within 50 ms) all same-class files of that scene are merged into one source,
+    so nothing can leak. Splits are made of whole sources, per class (15 % test, 15 %
+    validation, the rest train, `--split_seed`), so no event recording is heard on two sides
+    (a development scene reuses each isolated event at three event-to-background ratios).
+    The test split is never used for model selection (the best epoch is chosen on validation).
+  * `mixtures/mix_NNN.wav`: `--num_mixtures` weakly labelled recordings of 10-60 s (seeded,
+    `--mix_seed`), each mixing 1-4 isolated events drawn from the *test* sources only (no
+    training or validation audio in them) into a background at an event-to-background ratio
+    uniform in [-6, +6] dB (RMS over the event vs the background's RMS; DCASE 2016 task 2 used
+    -6, 0 and +6 dB). The corpus ships no isolated background, so the background is the
+    synthetic set's generator (`wler_jax.datasets.synthetic_audio`: coloured noise, optional
+    hum and babble, unlabelled clicks/beeps/thuds) at -35 dBFS RMS. `mixtures.csv`
+    (path,labels,duration) holds the weak labels and `mixtures_events.tsv` the event times
+    (DCASE format: filename, onset, offset, event_label).
+
+Train (`--train`): for SLAT and WLER and seeds 0..N-1, `wler_jax.train.train_and_evaluate` on
+`configs/{slat,wler}.py:folder,<size>` with `data.path=clips.csv` (clip validation/test mAP), then
+`python -m wler_jax.predict` on the mixtures (a subprocess, the CLI users run): tagging mAP of
+the long recordings (per-class AP of the clip scores over recordings, as `wler_jax.evaluate`),
+and localisation from the segment scores against the TSV (segment-based F1 at the threshold and
+PSDS 1/2, `wler_jax.localisation`). Writes JSON (`runs`, `summary` with mean, std and a 95 %
+t-interval per method, and the paired WLER - SLAT difference) and prints a table.
+Workdirs are `<out>/runs/<size>/<method>_seed<k>`; they are retrained from scratch unless
+`--resume` (a finished run is then only evaluated again).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import glob
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "configs"))
+
+SR = 44_100
+CLASSES = ("clearthroat", "cough", "doorslam", "drawer", "keyboard", "keysDrop", "knock",
+           "laughter", "pageturn", "phone", "speech")
+_ALIASES = {"keys": "keysDrop"}  # segment names and annotations say "keys"
+_SCENE = re.compile(r"^(dev_\d+_ebr_-?\d+_nec_\d+_poly_\d)_([A-Za-z]+)_(\d+)\.wav$")
+MATCH_TOLERANCE_S = 0.05
+EBR_DB = (-6.0, 6.0)
+BACKGROUND_DBFS = -35.0
+MIX_SECONDS = (10.0, 60.0)
+EVENTS_PER_MIX = (1, 4)
+BUILD_VERSION = 1
+
+
+def class_of(name: str) -> str:
+    """Class of an isolated file name ('keysDrop014.wav') or a label ('keys')."""
+    stem = re.sub(r"\d+$", "", os.path.splitext(os.path.basename(name))[0])
+    stem = _ALIASES.get(stem, stem)
+    if stem not in CLASSES:
+        raise ValueError(f"{name}: unknown class {stem!r} (expected one of {CLASSES})")
+    return stem
+
+
+def _duration(path: str) -> float:
+    import soundfile as sf
+
+    return sf.info(path).frames / sf.info(path).samplerate
+
+
+def find_root(source: str) -> str:
+    """The folder holding train/sound and val/segments (the repository root or its data/)."""
+    for root in (os.path.join(source, "data"), source):
+        if os.path.isdir(os.path.join(root, "train", "sound")):
+            need = [os.path.join(root, "val", d) for d in ("segments", "annotation",
+                                                           "wav_files")]
+            missing = [p for p in need if not os.path.isdir(p)]
+            if missing:
+                raise SystemExit(f"error: {source}: missing {missing}; expected a copy of the "
+                                 "Stevens05/SASED repository (data/train/sound, data/val/...)")
+            return root
+    raise SystemExit(f"error: {source} holds no data/train/sound; expected a local copy of the "
+                     "public GitHub repository Stevens05/SASED")
+
+
+class _Union:
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+@dataclasses.dataclass
+class Clip:
+    path: str
+    label: str
+    source: str  # isolated recording it comes from (a union-find representative)
+    kind: str  # "isolated" | "segment"
+
+
+def scan_corpus(root: str) -> tuple[list[Clip], dict]:
+    """Every clip with its class and source, plus facts about the matching."""
+    from scipy.optimize import linear_sum_assignment
+
+    isolated = sorted(glob.glob(os.path.join(root, "train", "sound", "*.wav")))
+    if not isolated:
+        raise SystemExit(f"error: no WAV files in {root}/train/sound")
+    iso_dur = {os.path.basename(p): _duration(p) for p in isolated}
+    uf = _Union()
+    for name in iso_dur:
+        uf.find(os.path.splitext(name)[0])
+    seg_source: dict[str, str] = {}  # segment file -> isolated stem
+    facts = {"scenes": 0, "matched_by_order": 0, "matched_by_duration": 0, "merged_ambiguous": 0,
+             "max_match_error_s": 0.0}
+    segments = sorted(glob.glob(os.path.join(root, "val", "segments", "*.wav")))
+    by_scene: dict[str, list[tuple[int, str, str]]] = {}
+    for p in segments:
+        m = _SCENE.match(os.path.basename(p))
+        if not m:
+            raise SystemExit(f"error: unexpected segment name {p}")
+        by_scene.setdefault(m.group(1), []).append((int(m.group(3)), class_of(m.group(2)), p))
+    for scene, segs in sorted(by_scene.items()):
+        facts["scenes"] += 1
+        ann_path = os.path.join(root, "val", "annotation", scene + ".txt")
+        list_path = os.path.join(root, "val", "wav_files", scene + ".txt")
+        with open(ann_path) as f:
+            ann = [l.split() for l in f if l.strip()]
+        with open(list_path) as f:
+            files = [l.strip() for l in f if l.strip()]
+        if len(ann) != len(files):
+            raise SystemExit(f"error: {scene}: {len(ann)} annotated events but {len(files)} "
+                             "files listed")
+        events = [(float(a[0]), float(a[1]), class_of(a[2])) for a in ann]
+        assigned: dict[int, str] = {}
+        if all(class_of(w) == e[2] for w, e in zip(files, events)):  # same order (monophonic)
+            for k, w in enumerate(files):
+                err = abs((events[k][1] - events[k][0]) - iso_dur[w])
+                facts["max_match_error_s"] = max(facts["max_match_error_s"], err)
+                assigned[k] = w
+                facts["matched_by_order"] += 1
+        else:  # grouped by class (polyphonic): match durations within each class
+            for c in CLASSES:
+                ks = [k for k, e in enumerate(events) if e[2] == c]
+                ws = [w for w in files if class_of(w) == c]
+                if not ks:
+                    continue
+                cost = np.array([[abs((events[k][1] - events[k][0]) - iso_dur[w]) for w in ws]
+                                 for k in ks])
+                rows, cols = linear_sum_assignment(cost)
+                if len(ks) == len(ws) and cost[rows, cols].max() <= MATCH_TOLERANCE_S:
+                    for r, c_ in zip(rows, cols):
+                        assigned[ks[r]] = ws[c_]
+                        facts["max_match_error_s"] = max(facts["max_match_error_s"],
+                                                         float(cost[r, c_]))
+                    facts["matched_by_duration"] += len(ks)
+                else:  # not clear: one source for all of them
+                    for w in ws[1:]:
+                        uf.union(os.path.splitext(ws[0])[0], os.path.splitext(w)[0])
+                    for k in ks:
+                        assigned[k] = ws[0]
+                    facts["merged_ambiguous"] += len(ks)
+        for k, label, p in segs:
+            if k >= len(events) or events[k][2] != label:
+                raise SystemExit(f"error: {p}: index {k} is not a {label} event of {scene}")
+            seg_source[p] = os.path.splitext(assigned[k])[0]
+    clips = [Clip(p, class_of(p), uf.find(os.path.splitext(os.path.basename(p))[0]), "isolated")
+             for p in isolated]
+    clips += [Clip(p, class_of(_SCENE.match(os.path.basename(p)).group(2)),
+                   uf.find(seg_source[p]), "segment") for p in segments]
+    return clips, facts
+
+
+def split_sources(clips: list[Clip], seed: int, fraction: float = 0.15) -> dict[str, str]:
+    """{source: split}: per class, whole sources in a seeded order: test, validation, train."""
+    out = {}
+    for c in CLASSES:
+        sources = sorted({k.source for k in clips if k.label == c})
+        if not sources:
+            continue
+        n = max(1, int(round(fraction * len(sources)))) if len(sources) >= 3 else 0
+        order = np.random.default_rng([seed, CLASSES.index(c)]).permutation(len(sources))
+        for rank, i in enumerate(order):
+            out[sources[i]] = "test" if rank < n else "validation" if rank < 2 * n else "train"
+    return out
+
+
+def write_clips_csv(path: str, clips: list[Clip], splits: dict[str, str]) -> dict:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "labels", "split", "source", "kind"])
+        for k in clips:
+            w.writerow([os.path.abspath(k.path), k.label, splits[k.source], k.source, k.kind])
+    counts = {}
+    for k in clips:
+        key = f"{splits[k.source]}/{k.kind}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
+
+
+def make_mixtures(pool: list[Clip], out_dir: str, num: int, seed: int) -> list[dict]:
+    """Writes `num` long recordings mixing 1-4 events of `pool` into a background.
+
+    Returns one dict per recording: {"file", "duration", "labels", "events": [(on, off, label,
+    source file, ebr_db)]}.
+    """
+    import soundfile as sf
+
+    from wler_jax import audio
+    from wler_jax.datasets import synthetic_audio
+
+    if not pool:
+        raise ValueError("empty event pool")
+    os.makedirs(out_dir, exist_ok=True)
+    waves = {k.path: audio.load(k.path) for k in pool}
+    bg_level = 10 ** (BACKGROUND_DBFS / 20)
+    records = []
+    for i in range(num):
+        rng = np.random.default_rng([seed, i])
+        n = int(rng.uniform(*MIX_SECONDS) * SR)
+        x = bg_level * synthetic_audio._background(np.random.default_rng([seed, i, 1]), n)
+        events = []
+        for _ in range(int(rng.integers(EVENTS_PER_MIX[0], EVENTS_PER_MIX[1] + 1))):
+            clip = pool[int(rng.integers(len(pool)))]
+            w = waves[clip.path]
+            m = min(len(w), n)
+            start = int(rng.integers(0, n - m + 1))
+            ebr = float(rng.uniform(*EBR_DB))
+            gain = bg_level * 10 ** (ebr / 20) / _rms(w[:m])
+            x[start:start + m] += gain * w[:m]
+            events.append((round(start / SR, 4), round((start + m) / SR, 4), clip.label,
+                           os.path.basename(clip.path), round(ebr, 2)))
+        peak = float(np.max(np.abs(x)))
+        if peak > 0.99:
+            x *= 0.99 / peak
+        name = f"mix_{i:03d}.wav"
+        sf.write(os.path.join(out_dir, name), x.astype(np.float32), SR, subtype="PCM_16")
+        events.sort()
+        records.append({"file": name, "duration": n / SR,
+                        "labels": sorted({e[2] for e in events}), "events": events})
+    return records
+
+
+def write_mixture_tables(out: str, records: list[dict]) -> None:
+    with open(os.path.join(out, "mixtures.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "labels", "duration"])
+        for r in records:
+            w.writerow([f"mixtures/{r['file']}", ";".join(r["labels"]), f"{r['duration']:.6f}"])
+    with open(os.path.join(out, "mixtures_events.tsv"), "w") as f:
+        f.write("filename\tonset\toffset\tevent_label\n")
+        for r in records:
+            for on, off, label, *_ in r["events"]:
+                f.write(f"{r['file']}\t{on:.4f}\t{off:.4f}\t{label}\n")
+
+
+def read_events_tsv(path: str) -> dict[str, list[tuple[float, float, str]]]:
+    out: dict[str, list] = {}
+    with open(path) as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    for name, on, off, label in rows[1:]:
+        out.setdefault(name, []).append((float(on), float(off), label))
+    return out
+
+
+def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
+          num_mixtures: int = 48, rebuild: bool = False) -> dict:
+    """Builds (or reuses) clips.csv, the mixtures and their tables; returns the manifest."""
+    root = find_root(os.path.abspath(source))
+    params = {"version": BUILD_VERSION, "source": os.path.abspath(source),
+              "split_seed": split_seed, "mix_seed": mix_seed, "num_mixtures": num_mixtures}
+    manifest_path = os.path.join(out, "manifest.json")
+    if not rebuild and os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+        if manifest.get("params") == params:
+            print(f"reusing the build in {out}", flush=True)
+            return manifest
+    os.makedirs(out, exist_ok=True)
+    t0 = time.time()
+    clips, facts = scan_corpus(root)
+    splits = split_sources(clips, split_seed)
+    counts = write_clips_csv(os.path.join(out, "clips.csv"), clips, splits)
+    pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "test"]
+    if os.path.isdir(os.path.join(out, "mixtures")):
+        shutil.rmtree(os.path.join(out, "mixtures"))
+    records = make_mixtures(pool, os.path.join(out, "mixtures"), num_mixtures, mix_seed)
+    write_mixture_tables(out, records)
+    per_class = {c: sum(k.label == c for k in clips) for c in CLASSES}
+    manifest = {
+        "params": params, "classes": list(CLASSES), "clip_counts": counts,
+        "clips_per_class": per_class, "num_sources": len(set(k.source for k in clips)),
+        "sources_per_split": {s: sum(v == s for v in splits.values())
+                              for s in ("train", "validation", "test")},
+        "source_matching": facts, "mixture_event_pool": len(pool),
+        "mixtures": {"count": len(records), "seconds": round(sum(r["duration"]
+                                                                 for r in records), 1),
+                     "events": sum(len(r["events"]) for r in records),
+                     "ebr_db": list(EBR_DB), "background_dbfs_rms": BACKGROUND_DBFS,
+                     "length_s": list(MIX_SECONDS), "events_per_recording": list(EVENTS_PER_MIX)},
+        "build_seconds": round(time.time() - t0, 1),
+    }
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f, indent=1)
+    print(f"built {out}: {counts}; {len(records)} mixtures "
+          f"({manifest['mixtures']['seconds']} s) in {manifest['build_seconds']} s", flush=True)
+    return manifest
+
+
+# --------------------------------------------------------------------------------- training
+
+
+def _override(config, assignment: str) -> None:
+    key, value = assignment.split("=", 1)
+    node = config
+    *path, leaf = key.split(".")
+    for part in path:
+        node = node[part]
+    old = node[leaf]
+    node[leaf] = type(old)(value) if old is not None and not isinstance(old, bool) else (
+        value.lower() in ("1", "true") if isinstance(old, bool) else value)
+
+
+def evaluate_long(pred_json: str, out: str, threshold: float) -> dict:
+    """Tagging mAP and localisation of the predict CLI's output against the mixtures."""
+    from wler_jax import evaluate, geometry, localisation
+
+    with open(pred_json) as f:
+        pred = json.load(f)
+    names = list(pred["class_names"])
+    with open(os.path.join(out, "mixtures.csv")) as f:
+        truth = {os.path.basename(r["path"]): [l for l in r["labels"].split(";") if l]
+                 for r in csv.DictReader(f)}
+    events = read_events_tsv(os.path.join(out, "mixtures_events.tsv"))
+    if pred["failed"]:
+        raise RuntimeError(f"predict failed on {pred['failed']}")
+    files = [os.path.basename(r["file"]) for r in pred["results"]]
+    if sorted(files) != sorted(truth):
+        raise RuntimeError(f"predictions for {len(files)} files, {len(truth)} expected")
+    labels = np.zeros((len(files), len(names)), np.float32)
+    scores = np.zeros_like(labels)
+    timelines, durations = {}, {}
+    for i, (name, r) in enumerate(zip(files, pred["results"])):
+        labels[i, [names.index(l) for l in truth[name]]] = 1.0
+        scores[i] = [r["scores"][c] for c in names]
+        seg = np.array([[s["scores"][c] for c in names] for s in r["segment_scores"]])
+        num_samples = int(round(r["duration"] * SR))
+        frames = geometry.num_frames_for_samples(num_samples)
+        timelines[name] = localisation.grid_scores(seg, frames, duration=num_samples / SR)
+        durations[name] = num_samples / SR
+    tag = evaluate.average_precision(labels, scores, names)
+    loc = localisation.localisation_metrics(timelines, {n: events.get(n, []) for n in files},
+                                            durations, names, threshold=threshold, psds2=True)
+    return {"mAP": tag["mAP"], "AP": tag["AP"], "num_recordings": len(files),
+            "localisation": {k: loc[k] for k in ("segment_f1", "segment_precision",
+                                                 "segment_recall", "psds1", "psds2")}}
+
+
+def train_one(method: str, seed: int, args, out: str) -> dict:
+    from common import base_config
+    from wler_jax import config_check, train
+
+    config = base_config(method, f"folder,{args.size}")
+    config.seed = seed
+    config.data.path = os.path.join(out, "clips.csv")
+    config.data.data_dir = os.path.join(out, "tfds")
+    for assignment in args.override:
+        _override(config, assignment)
+    config_check.validate(config)
+    workdir = os.path.join(out, "runs", args.size, f"{method}_seed{seed}")
+    if os.path.isdir(workdir) and not args.resume:
+        shutil.rmtree(workdir)
+    t0 = time.time()
+    results = train.train_and_evaluate(config, workdir)
+    train_s = time.time() - t0
+    pred_json = os.path.join(workdir, "long_predictions.json")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    t1 = time.time()
+    subprocess.run([sys.executable, "-m", "wler_jax.predict", f"--workdir={workdir}",
+                    f"--output={pred_json}", f"--threshold={config.eval.threshold}",
+                    f"--events_tsv={os.path.join(workdir, 'long_events.tsv')}",
+                    "--noprogress", os.path.join(out, "mixtures")], check=True, env=env)
+    predict_s = time.time() - t1
+    long = evaluate_long(pred_json, out, config.eval.threshold)
+    run = {"method": method, "seed": seed, "size": args.size, "overrides": args.override,
+           "best_epoch": results["best_epoch"], "epochs": int(config.train.epochs),
+           "validation_mAP": results["validation"]["mAP"], "test_mAP": results["test"]["mAP"],
+           "long_tagging_mAP": long["mAP"], "long_AP": long["AP"],
+           "long_localisation": long["localisation"],
+           "seconds": round(train_s + predict_s, 1), "train_seconds": round(train_s, 1),
+           "predict_seconds": round(predict_s, 1), "workdir": workdir}
+    print(f"[{method} seed {seed}] clip val mAP {run['validation_mAP']:.3f}, clip test mAP "
+          f"{run['test_mAP']:.3f}, long tagging mAP {run['long_tagging_mAP']:.3f}, segment F1 "
+          f"{long['localisation']['segment_f1']:.3f}, PSDS1 {long['localisation']['psds1']:.3f}"
+          f" ({run['seconds']:.0f} s)", flush=True)
+    return run
+
+
+METRICS = {"validation_mAP": lambda r: r["validation_mAP"], "test_mAP": lambda r: r["test_mAP"],
+           "long_tagging_mAP": lambda r: r["long_tagging_mAP"],
+           "long_segment_f1": lambda r: r["long_localisation"]["segment_f1"],
+           "long_psds1": lambda r: r["long_localisation"]["psds1"],
+           "long_psds2": lambda r: r["long_localisation"]["psds2"],
+           "seconds": lambda r: r["seconds"]}
+
+
+def _stats(values: list[float]) -> dict:
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean())
+    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    half = float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v))) if len(v) > 1 \
+        else float("nan")
+    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": len(v),
+            "values": [float(x) for x in v]}
+
+
+def summarize(runs: list[dict]) -> dict:
+    out = {}
+    for method in ("slat", "wler"):
+        mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
+        if mine:
+            out[method] = {m: _stats([f(r) for r in mine]) for m, f in METRICS.items()}
+    seeds = sorted({r["seed"] for r in runs if r["method"] == "wler"}
+                   & {r["seed"] for r in runs if r["method"] == "slat"})
+    if seeds:
+        get = {(r["method"], r["seed"]): r for r in runs}
+        out["wler_minus_slat"] = {}
+        for m, f in METRICS.items():
+            if m == "seconds":
+                continue
+            d = [f(get["wler", s]) - f(get["slat", s]) for s in seeds]
+            out["wler_minus_slat"][m] = {**_stats(d), "wler_ge_slat_every_seed":
+                                         bool(all(x >= 0 for x in d)), "seeds": seeds}
+    return out
+
+
+def print_table(summary: dict) -> None:
+    rows = [("clip validation mAP", "validation_mAP"), ("clip test mAP", "test_mAP"),
+            ("long tagging mAP", "long_tagging_mAP"), ("long segment F1", "long_segment_f1"),
+            ("long PSDS1", "long_psds1"), ("long PSDS2", "long_psds2"), ("seconds", "seconds")]
+    fmt = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
+    print(f"\n{'metric':22s} {'SLAT':>16s} {'WLER':>16s} {'WLER - SLAT [95% CI]':>30s}  all seeds")
+    for title, key in rows:
+        cells = [fmt(summary[m][key]) if m in summary else "-" for m in ("slat", "wler")]
+        d = summary.get("wler_minus_slat", {}).get(key)
+        diff = (f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  "
+                f"{'yes' if d['wler_ge_slat_every_seed'] else 'no'}") if d else ""
+        print(f"{title:22s} {cells[0]:>16s} {cells[1]:>16s} {diff:>36s}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="local copy of Stevens05/SASED")
+    parser.add_argument("--out", required=True, help="build and run folder (outside the repo)")
+    parser.add_argument("--split_seed", type=int, default=0, help="clip split (fixes the test)")
+    parser.add_argument("--mix_seed", type=int, default=0, help="long mixtures")
+    parser.add_argument("--num_mixtures", type=int, default=48)
+    parser.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
+    parser.add_argument("--train", action="store_true", help="train and evaluate SLAT and WLER")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method")
+    parser.add_argument("--methods", default="slat,wler")
+    parser.add_argument("--size", default="cpu", choices=("smoke", "cpu", "full"))
+    parser.add_argument("--override", action="append", default=[],
+                        help="config field=value for every run (repeatable), e.g. train.epochs=8")
+    parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs")
+    parser.add_argument("--json", default=None,
+                        help="default bench/results/real_mixtures_<size>.json")
+    args = parser.parse_args()
+
+    manifest = build(args.source, args.out, split_seed=args.split_seed, mix_seed=args.mix_seed,
+                     num_mixtures=args.num_mixtures, rebuild=args.rebuild)
+    if not args.train:
+        print(json.dumps({k: manifest[k] for k in ("clip_counts", "sources_per_split",
+                                                   "source_matching", "mixtures")}, indent=1))
+        return
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
+    runs, t0 = [], time.time()
+    for seed in range(args.seeds):
+        for method in args.methods.split(","):
+            runs.append(train_one(method, seed, args, args.out))
+    summary = summarize(runs)
+    print_table(summary)
+    path = args.json or os.path.join(REPO, "bench", "results", f"real_mixtures_{args.size}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"corpus": "DCASE 2016 task 2 (Stevens05/SASED)", "size": args.size,
+                   "seeds": args.seeds, "overrides": args.override,
+                   "build": {k: manifest[k] for k in ("params", "clip_counts",
+                                                      "sources_per_split", "source_matching",
+                                                      "mixtures")},
+                   "total_seconds": round(time.time() - t0, 1),
+                   "runs": runs, "summary": summary}, f, indent=1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""bench/real_mixtures.py's builder on a tiny fake SASED tree (generated tones, no real audio).
+
+Checks the source matching (monophonic scenes by order, polyphonic by duration), the grouped
+clip split (no source on two sides) and the long mixtures' tables (weak labels = the TSV's
+events, events inside the recording, drawn from test sources only).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+
+import numpy as np
+import soundfile as sf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "bench"))
+import real_mixtures as rm  # noqa: E402
+
+SR = 44_100
+CLASSES = ("cough", "doorslam", "keysDrop", "phone")
+
+
+def _tone(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * SR))) / SR
+    return (0.25 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)
+            + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _fake_sased(root: str) -> dict:
+    """data/train/sound (5 files per class, distinct durations), two scenes x two EBRs of
+    segments with their annotation and wav_files lists. Returns {segment file: true source}."""
+    data = os.path.join(root, "data")
+    iso = {}
+    for c_i, c in enumerate(CLASSES):
+        for k in range(5):
+            name = f"{c}{10 * c_i + k:03d}.wav"
+            dur = 0.3 + 0.11 * k + 0.02 * c_i
+            path = os.path.join(data, "train", "sound", name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            sf.write(path, _tone(dur, 10 * c_i + k), SR, subtype="PCM_16")
+            iso[name] = dur
+    # Monophonic scene: list in annotation order. Polyphonic: list grouped by class, the
+    # annotation in onset order, so same-class events must be matched by duration.
+    mono = ["cough000.wav", "phone032.wav", "doorslam011.wav", "keysDrop022.wav"]
+    poly_list = ["cough001.wav", "cough003.wav", "doorslam012.wav", "phone030.wav",
+                 "phone034.wav"]
+    poly_order = ["phone034.wav", "cough003.wav", "phone030.wav", "doorslam012.wav",
+                  "cough001.wav"]
+    truth = {}
+    for scene, listed, order in (("dev_1_ebr_{}_nec_1_poly_0", mono, mono),
+                                 ("dev_1_ebr_{}_nec_3_poly_1", poly_list, poly_order)):
+        for ebr in (-6, 6):
+            name = scene.format(ebr)
+            lines, t = [], 0.5
+            for k, w in enumerate(order):
+                label = rm.class_of(w)
+                label = "keys" if label == "keysDrop" else label
+                lines.append(f"{t:.2f}\t{t + iso[w]:.2f}\t{label}")
+                seg = os.path.join(data, "val", "segments", f"{name}_{label}_{k:02d}.wav")
+                os.makedirs(os.path.dirname(seg), exist_ok=True)
+                sf.write(seg, _tone(iso[w], 99 + k), SR, subtype="PCM_16")
+                truth[seg] = os.path.splitext(w)[0]
+                t += iso[w] + 1.0
+            for sub, text in (("annotation", lines), ("wav_files", listed)):
+                path = os.path.join(data, "val", sub, name + ".txt")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write("\n".join(text) + "\n")
+    return truth
+
+
+def test_sources_are_matched_and_splits_are_grouped(tmp_path):
+    truth = _fake_sased(str(tmp_path / "sased"))
+    clips, facts = rm.scan_corpus(rm.find_root(str(tmp_path / "sased")))
+    assert facts["matched_by_order"] == 8 and facts["matched_by_duration"] == 10
+    assert facts["merged_ambiguous"] == 0 and facts["max_match_error_s"] < 0.01
+    by_path = {k.path: k for k in clips}
+    for seg, source in truth.items():
+        assert by_path[seg].source == source and by_path[seg].kind == "segment"
+    assert sum(k.kind == "isolated" for k in clips) == 20
+    splits = rm.split_sources(clips, seed=0)
+    again = rm.split_sources(list(reversed(clips)), seed=0)
+    assert splits == again
+    # Per class: 5 sources -> 1 test, 1 validation, 3 train.
+    for c in CLASSES:
+        got = [splits[s] for s in sorted({k.source for k in clips if k.label == c})]
+        assert sorted(got) == ["test", "train", "train", "train", "validation"]
+    counts = rm.write_clips_csv(str(tmp_path / "clips.csv"), clips, splits)
+    assert sum(counts.values()) == len(clips)
+    with open(tmp_path / "clips.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len({r["path"] for r in rows}) == len(rows) == len(clips)
+    where = {}
+    for r in rows:
+        where.setdefault(r["source"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in where.values())  # no source straddles two splits
+
+
+def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path):
+    _fake_sased(str(tmp_path / "sased"))
+    out = str(tmp_path / "bench")
+    manifest = rm.build(str(tmp_path / "sased"), out, num_mixtures=3)
+    assert manifest["mixtures"]["count"] == 3
+    with open(os.path.join(out, "clips.csv")) as f:
+        clip_rows = list(csv.DictReader(f))
+    test_files = {os.path.basename(r["path"]) for r in clip_rows
+                  if r["split"] == "test" and r["kind"] == "isolated"}
+    with open(os.path.join(out, "mixtures.csv")) as f:
+        mixes = list(csv.DictReader(f))
+    events = rm.read_events_tsv(os.path.join(out, "mixtures_events.tsv"))
+    with open(os.path.join(out, "mixtures_events.tsv")) as f:
+        assert f.readline() == "filename\tonset\toffset\tevent_label\n"
+    assert len(mixes) == 3
+    for m in mixes:
+        name = os.path.basename(m["path"])
+        x, sr = sf.read(os.path.join(out, m["path"]))
+        assert sr == SR and abs(len(x) / SR - float(m["duration"])) < 1e-4
+        assert 10.0 <= len(x) / SR <= 60.0 and np.abs(x).max() <= 1.0
+        evs = events[name]
+        assert 1 <= len(evs) <= 4
+        assert sorted({e[2] for e in evs}) == sorted(m["labels"].split(";"))
+        assert all(0 <= on < off <= len(x) / SR + 1e-3 for on, off, _ in evs)
+    with open(os.path.join(out, "manifest.json")) as f:
+        import json
+        assert json.load(f)["mixture_event_pool"] == len(test_files)
+    # Events come from test sources only (the builder records the files it mixed).
+    records = rm.make_mixtures([k for k in rm.scan_corpus(rm.find_root(
+        str(tmp_path / "sased")))[0] if os.path.basename(k.path) in test_files],
+        str(tmp_path / "again"), 3, 0)
+    assert all(e[3] in test_files for r in records for e in r["events"])
+    assert [r["labels"] for r in records] == [m["labels"].split(";") for m in mixes]
+    # Same parameters: reused, not rebuilt.
+    assert rm.build(str(tmp_path / "sased"), out, num_mixtures=3) == manifest
