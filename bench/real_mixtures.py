@@ -447,8 +447,9 @@ def _stats(values: list[float]) -> dict:
     v = np.asarray(values, dtype=np.float64)
     mean = float(v.mean())
     std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-    half = float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v))) if len(v) > 1 \
-        else float("nan")
+    if len(v) < 2:  # no interval from one run (null in the JSON)
+        return {"mean": mean, "std": std, "ci95": None, "n": len(v), "values": [mean]}
+    half = float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v)))
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": len(v),
             "values": [float(x) for x in v]}
 
@@ -482,8 +483,9 @@ def print_table(summary: dict) -> None:
     for title, key in rows:
         cells = [fmt(summary[m][key]) if m in summary else "-" for m in ("slat", "wler")]
         d = summary.get("wler_minus_slat", {}).get(key)
-        diff = (f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  "
-                f"{'yes' if d['wler_ge_slat_every_seed'] else 'no'}") if d else ""
+        ci = f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d and d["ci95"] else "[n=1]"
+        diff = (f"{d['mean']:+.3f} {ci}  {'yes' if d['wler_ge_slat_every_seed'] else 'no'}"
+                if d else "")
         print(f"{title:22s} {cells[0]:>16s} {cells[1]:>16s} {diff:>36s}")
 
 
@@ -502,6 +504,7 @@ def main() -> None:
     parser.add_argument("--override", action="append", default=[],
                         help="config field=value for every run (repeatable), e.g. train.epochs=8")
     parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs")
+    parser.add_argument("--verbose", action="store_true", help="training logs (epochs, mAP)")
     parser.add_argument("--json", default=None,
                         help="default bench/results/real_mixtures_<size>.json")
     args = parser.parse_args()
@@ -514,23 +517,23 @@ def main() -> None:
         return
     from absl import logging
 
-    logging.set_verbosity(logging.WARNING)
+    logging.set_verbosity(logging.INFO if args.verbose else logging.WARNING)
+    path = args.json or os.path.join(REPO, "bench", "results", f"real_mixtures_{args.size}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     runs, t0 = [], time.time()
     for seed in range(args.seeds):
         for method in args.methods.split(","):
             runs.append(train_one(method, seed, args, args.out))
-    summary = summarize(runs)
+            summary = summarize(runs)  # written after every run: a stopped sweep keeps its runs
+            with open(path, "w") as f:
+                json.dump({"corpus": "DCASE 2016 task 2 (Stevens05/SASED)", "size": args.size,
+                           "seeds": args.seeds, "overrides": args.override,
+                           "build": {k: manifest[k] for k in (
+                               "params", "clip_counts", "sources_per_split", "source_matching",
+                               "mixtures")},
+                           "total_seconds": round(time.time() - t0, 1),
+                           "runs": runs, "summary": summary}, f, indent=1)
     print_table(summary)
-    path = args.json or os.path.join(REPO, "bench", "results", f"real_mixtures_{args.size}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"corpus": "DCASE 2016 task 2 (Stevens05/SASED)", "size": args.size,
-                   "seeds": args.seeds, "overrides": args.override,
-                   "build": {k: manifest[k] for k in ("params", "clip_counts",
-                                                      "sources_per_split", "source_matching",
-                                                      "mixtures")},
-                   "total_seconds": round(time.time() - t0, 1),
-                   "runs": runs, "summary": summary}, f, indent=1)
     print(f"wrote {path}")
 
 
