@@ -216,3 +216,21 @@ def test_train_test_only_csv_trains_end_to_end(tmp_path):
     results = train.train_and_evaluate(config, str(tmp_path / "work"))
     assert set(results) >= {"validation", "test"}
     assert 0.0 <= results["validation"]["mAP"] <= 1.0 and 0.0 <= results["test"]["mAP"] <= 1.0
+
+
+def test_train_only_csv_is_refused_with_the_rule(tmp_path):
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs"))
+    from common import base_config
+    from wler_jax import data
+
+    root = str(tmp_path / "data")
+    clips = _write_clips(root, n_sources=3, clips_per_source=1)
+    csv_path = _write_csv(os.path.join(root, "list.csv"), ["path", "labels", "split"],
+                          [(p, l, "train") for p, l, _ in clips])
+    config = base_config("wler", "folder,smoke")
+    config.data.path = csv_path
+    config.data.data_dir = str(tmp_path / "tfds")
+    with pytest.raises(ValueError, match="no \\['validation'\\].*carved from train"):
+        data.load(config)

@@ -43,8 +43,11 @@ def load(config: ml_collections.ConfigDict) -> tuple[dict, list[str], dict]:
         **dataset_options(config))
     missing = [s for s in ("train", "validation") if s not in sources]
     if missing:
+        hint = ("; a folder/CSV dataset gets a validation split carved from train (15 %) when "
+                "it lists both train and test, and a seeded 70/15/15 split when it lists none"
+                if config.data.name == "folder" else "")
         raise ValueError(f"dataset {config.data.name!r} has no {missing} split(s) to train on; "
-                         f"it has {sorted(sources)}")
+                         f"it has {sorted(sources)}{hint}")
     logging.info("dataset %s: %s recordings per split, %d classes; data in %s",
                  config.data.name, info["num_examples"], len(class_names), info["data_dir"])
     return sources, class_names, info
