@@ -325,6 +325,7 @@ def _write_recording(path: str, seconds: float, seed: int) -> None:
 def run_predict(sb: Sandbox, args: list[str], env: dict) -> None:
     from absl import flags as absl_flags
     from wler_jax import predict
+    from wler_jax.predict import __main__ as predict_entry  # noqa: F401  (defines its flags)
 
     def boolean(name):  # --progress / --noprogress take no value
         if name not in absl_flags.FLAGS and name.startswith("no"):
