@@ -82,6 +82,7 @@ def _error_lines(stderr: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MAIN_CASES))
 def test_main_user_errors_are_one_line(main_runs, name):
     returncode, _, stderr, tmp = main_runs[name]

@@ -82,12 +82,14 @@ def runs(tmp_path_factory):
     return {devices: np.load(tmp / f"out{devices}.npz") for devices in procs}
 
 
+@pytest.mark.slow
 def test_four_device_mesh_equals_one_device(runs):
     one, four = runs[1], runs[4]
     np.testing.assert_allclose(four["clip"], one["clip"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(four["seg"], one["seg"], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_four_device_train_steps_equal_one_device(runs):
     """Data-parallel training over a 4-device mesh (dropout included) matches one device."""
     runs = [runs[1], runs[4]]

@@ -59,7 +59,7 @@ def test_adagrad_has_lasagne_semantics():
 
 
 @pytest.mark.parametrize("method", ["wler", "slat"])
-def test_loss_decreases(method):
+def test_loss_decreases(method, fast_compile):
     spec, state = init_state(method)
     step = jax.jit(steps.make_train_step(spec, base_rng=jax.random.key(1)))
     batch = make_batch()
@@ -72,7 +72,7 @@ def test_loss_decreases(method):
 
 
 @pytest.mark.parametrize("method", ["wler", "slat"])
-def test_padding_rows_change_nothing(method):
+def test_padding_rows_change_nothing(method, fast_compile):
     """Weight-0 rows (batch filled up to a multiple of the device count) never count."""
     spec, state = init_state(method)
     plain, padded = make_batch(), make_batch(pad_rows=2)
@@ -106,10 +106,11 @@ def test_eval_averages_four_scales():
 
 # ---------------------------------------------------------------- end to end (subprocesses)
 
-def run_main(workdir, data_dir, *extra, config="configs/wler.py:smoke", wait=True):
+def run_main(shared, workdir, *extra, config="configs/wler.py:smoke", wait=True):
+    """`python -m wler_jax.main` on the session's shared data and compilation cache."""
     cmd = [sys.executable, "-m", "wler_jax.main", f"--config={config}", f"--workdir={workdir}",
-           f"--config.data.data_dir={data_dir}", *extra]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+           f"--config.data.data_dir={shared['data_dir']}", *extra]
+    env = dict(os.environ, **shared["env"])
     if not wait:
         return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -117,18 +118,14 @@ def run_main(workdir, data_dir, *extra, config="configs/wler.py:smoke", wait=Tru
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
-@pytest.fixture(scope="module")
-def wler_run(tmp_path_factory, data_dir):
+def wler_run(tmp_path_factory, shared_runs):
     workdir = str(tmp_path_factory.mktemp("wler"))
-    proc = run_main(workdir, data_dir)
+    proc = run_main(shared_runs, workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return workdir, proc
 
 
+@pytest.mark.slow
 def test_main_trains_evaluates_and_writes_results(wler_run):
     workdir, proc = wler_run
     results = json.load(open(os.path.join(workdir, "results.json")))
@@ -142,19 +139,27 @@ def test_main_trains_evaluates_and_writes_results(wler_run):
     assert os.listdir(os.path.join(workdir, "checkpoints", "best"))
     run = json.load(open(os.path.join(workdir, "run.json")))
     assert run["class_names"][0] == "air_conditioner"
+    # The op choice, made once for the run's devices (CPU here), is recorded.
+    assert run["ops"] == {"op_impl": "auto", "resolved": "cpu", "platform": "cpu",
+                          "conv_impl": "matmul_grad_wide", "pool_impl": "fused"}
 
 
-def test_incompatible_workdir_is_a_clear_error(wler_run, data_dir):
+@pytest.mark.slow
+def test_incompatible_workdir_is_a_clear_error(wler_run, shared_runs):
     workdir, _ = wler_run
-    proc = run_main(workdir, data_dir, "--config.model.width=0.25")
+    proc = run_main(shared_runs, workdir, "--config.model.width=0.25")
     assert proc.returncode != 0
     assert "incompatible config" in proc.stderr and "model" in proc.stderr
+    assert "Traceback" not in proc.stderr  # a user error: one line (wler_jax.errors)
+    line, = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert "incompatible config" in line and "another --workdir" in line
 
 
-def test_resume_after_kill_matches_uninterrupted_run(wler_run, data_dir, tmp_path):
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted_run(wler_run, shared_runs, tmp_path):
     reference, _ = wler_run
     workdir = str(tmp_path / "killed")
-    proc = run_main(workdir, data_dir, wait=False)
+    proc = run_main(shared_runs, workdir, wait=False)
     latest = os.path.join(workdir, "checkpoints", "latest")
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -165,7 +170,7 @@ def test_resume_after_kill_matches_uninterrupted_run(wler_run, data_dir, tmp_pat
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(workdir, "results.json"))
-    resumed = run_main(workdir, data_dir)
+    resumed = run_main(shared_runs, workdir)
     assert resumed.returncode == 0, resumed.stderr[-5000:]
     assert "resuming from step" in resumed.stderr
     a = json.load(open(os.path.join(reference, "results.json")))
@@ -175,8 +180,9 @@ def test_resume_after_kill_matches_uninterrupted_run(wler_run, data_dir, tmp_pat
         assert a[split]["AP"] == pytest.approx(b[split]["AP"], abs=1e-6)
 
 
-def test_slat_baseline_runs(data_dir, tmp_path):
-    proc = run_main(str(tmp_path / "slat"), data_dir, config="configs/slat.py:smoke")
+@pytest.mark.slow
+def test_slat_baseline_runs(shared_runs, tmp_path):
+    proc = run_main(shared_runs, str(tmp_path / "slat"), config="configs/slat.py:smoke")
     assert proc.returncode == 0, proc.stderr[-5000:]
     results = json.load(open(tmp_path / "slat" / "results.json"))
     assert results["method"] == "slat" and 0.0 <= results["test"]["mAP"] <= 1.0

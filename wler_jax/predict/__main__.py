@@ -71,7 +71,7 @@ def _predict(inputs: list[str], ext: str) -> int:
         raise errors.DataError(f"no audio files found in {', '.join(inputs)}; name audio files "
                                f"or folders holding them ({', '.join(sorted(AUDIO_EXTENSIONS))})")
     predictions: dict[int, Prediction] = {}
-    errors: dict[int, AudioError] = {}
+    unreadable: dict[int, AudioError] = {}
     with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not FLAGS.progress) as bar:
         for i, pred, err in predict_files(model, [p for p, _ in files],
                                           chunk_frames=FLAGS.chunk_frames, batch_size=batch_size,
@@ -79,11 +79,11 @@ def _predict(inputs: list[str], ext: str) -> int:
             if err is None:
                 predictions[i] = pred
             else:
-                errors[i] = err
+                unreadable[i] = err
     names = model.class_names
     records = [reports.prediction_record(files[i][0], predictions[i], names, FLAGS.threshold)
                for i in sorted(predictions)]
-    failed = [{"file": files[i][0], "reason": errors[i].reason} for i in sorted(errors)]
+    failed = [{"file": files[i][0], "reason": unreadable[i].reason} for i in sorted(unreadable)]
     if ext == ".csv":
         reports.write_csv(FLAGS.output, records, failed)
     else:
