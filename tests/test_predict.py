@@ -334,3 +334,16 @@ def test_usage_snippet_runs(workdir):
     code = predict.USAGE_SNIPPET
     assert '"/path/to/workdir"' in code
     exec(compile(code.replace("/path/to/workdir", workdir), "USAGE_SNIPPET", "exec"), {})
+
+
+def test_importing_the_library_defines_no_flags():
+    """Flags live in the entry point (`wler_jax/predict/__main__.py`), not in the library."""
+    script = ("from absl import flags\n"
+              "import wler_jax.predict, wler_jax.export\n"
+              "assert not {'workdir', 'threshold', 'output'} & set(flags.FLAGS), list(flags.FLAGS)\n"
+              "from wler_jax.predict import __main__\n"
+              "assert {'workdir', 'threshold', 'output'} <= set(flags.FLAGS)\n"
+              "print('OK')")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert "OK" in out.stdout, out.stderr[-3000:]

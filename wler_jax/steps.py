@@ -10,7 +10,7 @@ Evaluation is `inference.predict`, the same function users call.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp

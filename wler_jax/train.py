@@ -12,17 +12,15 @@ import functools
 import json
 import os
 import time
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import checkpoints, data, evaluate, inference, input_pipeline, models, steps
-from wler_jax import errors
+from wler_jax import (checkpoints, data, errors, evaluate, inference, input_pipeline, models,
+                      steps)
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",

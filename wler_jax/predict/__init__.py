@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from absl import logging
