@@ -96,6 +96,10 @@ def test_nt_segment_sees_exactly_its_receptive_field(ns_and_nt):
             inside = x.copy()
             inside[0, edge] = rng.uniform(-100, 0, inside[0, edge].shape)
             assert np.abs(np.asarray(score(jnp.asarray(inside)))[k] - seg[k]).max() > 1e-6, edge
+    # Hence away from the recording's edges a constant input gives identical segments.
+    const = np.asarray(score(jnp.full((1, 1280, 128), -30.0)))
+    np.testing.assert_allclose(const[1:-1], np.broadcast_to(const[1:-1].mean(0),
+                                                            const[1:-1].shape), atol=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(pooling.POOLINGS))
