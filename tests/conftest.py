@@ -55,7 +55,7 @@ def fast_compile():
     train_test.py does the same), restored afterwards."""
     import jax
 
-    previous = jax.config.jax_disable_most_optimizations
+    previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", previous)
