@@ -59,7 +59,7 @@ def test_adagrad_has_lasagne_semantics():
 
 
 @pytest.mark.parametrize("method", ["wler", "slat"])
-def test_loss_decreases(method, fast_compile):
+def test_loss_decreases(method):
     spec, state = init_state(method)
     step = jax.jit(steps.make_train_step(spec, base_rng=jax.random.key(1)))
     batch = make_batch()
@@ -72,7 +72,7 @@ def test_loss_decreases(method, fast_compile):
 
 
 @pytest.mark.parametrize("method", ["wler", "slat"])
-def test_padding_rows_change_nothing(method, fast_compile):
+def test_padding_rows_change_nothing(method):
     """Weight-0 rows (batch filled up to a multiple of the device count) never count."""
     spec, state = init_state(method)
     plain, padded = make_batch(), make_batch(pad_rows=2)
