@@ -19,7 +19,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "configs"))
 
 
 def _override(config, assignment: str) -> None:
@@ -44,8 +43,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from absl import logging
-    from common import base_config
     from wler_jax import config_check, evaluate, train
+    from wler_jax.configs.common import base_config
 
     logging.set_verbosity(logging.INFO)
     results, seconds = {}, {}

@@ -29,6 +29,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -94,10 +95,10 @@ def fcn_cases(width: float, args, recording: jax.Array) -> list[dict]:
     frames = recording.shape[1]
     num_segs = geometry.num_segments(frames)
     starts = [geometry.SEGMENT_HOP * k for k in range(num_segs)]
-    ns = models.SegmentNet(num_classes=args.num_classes, width=width, dtype=dtype)
-    nw = models.WLER(num_classes=args.num_classes, width=width, pooling="max", dtype=dtype)
+    ns_spec = models.ModelSpec("slat", args.num_classes, width, dtype=dtype.name)
+    ns, nw = ns_spec.module(), dataclasses.replace(ns_spec, method="wler").module()
     window0 = recording[:, : geometry.SEGMENT_FRAMES]
-    ns_params = jax.jit(ns.init)(jax.random.key(args.seed), window0)
+    ns_params = {"params": jax.jit(ns_spec.init)(jax.random.key(args.seed))}
     nw_params = models.ns_to_nt_params(ns_params)
     num_frames = jnp.array([frames], jnp.int32)
 

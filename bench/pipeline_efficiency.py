@@ -26,7 +26,6 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = os.path.join(REPO, "bench")
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "configs"))
 sys.path.insert(0, BENCH_DIR)
 
 
@@ -93,8 +92,8 @@ def main() -> None:
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from common import base_config
     from wler_jax import input_pipeline as ip, steps, train
+    from wler_jax.configs.common import base_config
     from bench_utils import write_json
     from train_speed import analytic_flops, jax_matmul
 
@@ -112,12 +111,11 @@ def main() -> None:
                                   frame_budget=config.input.frame_budget,
                                   num_devices=jax.device_count(), ratio=config.input.bucket_ratio,
                                   seed=config.seed)
-    model = train.create_model(config, len(class_names))
+    spec = train.create_model(config, len(class_names), devices=mesh.devices.flat)
     tx = steps.make_optimizer(config.train.optimizer, config.train.learning_rate)
-    state = steps.TrainState.create(apply_fn=None, params=train.init_params(
-        model, jax.random.key(0)), tx=tx)
+    state = steps.TrainState.create(apply_fn=None, params=spec.init(jax.random.key(0)), tx=tx)
     state = jax.device_put(state, NamedSharding(mesh, P()))
-    step = jax.jit(steps.make_train_step(model, config.method, slat_hop=config.input.slat_hop,
+    step = jax.jit(steps.make_train_step(spec, slat_hop=config.input.slat_hop,
                                          base_rng=jax.random.key(1),
                                          scales_per_step=config.train.scales_per_step),
                    donate_argnums=0)

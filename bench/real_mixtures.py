@@ -61,7 +61,6 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "configs"))
 
 SR = 44_100
 CLASSES = ("clearthroat", "cough", "doorslam", "drawer", "keyboard", "keysDrop", "knock",
@@ -393,7 +392,7 @@ def evaluate_long(pred_json: str, out: str, threshold: float) -> dict:
 
 
 def train_one(method: str, seed: int, args, out: str) -> dict:
-    from common import base_config
+    from wler_jax.configs.common import base_config
     from wler_jax import config_check, train
 
     config = base_config(method, f"folder,{args.size}")

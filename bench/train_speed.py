@@ -4,7 +4,7 @@ Times, in one process on one device:
   * "model step" cases, on precomputed features, against a PyTorch implementation of the
     identical network, loss and optimiser (`bench/torch_reference.py`, NCHW, eager):
       - train_B{B}_T{T}: N_W (`models.WLER`) on B feature maps of T frames (default 8 x 1280),
-        BCE (`steps._bce`, Eq. 2) weighted over examples, Adagrad(1e-3) from
+        BCE (`steps.feature_loss`, Eq. 2) weighted over examples, Adagrad(1e-3) from
         `steps.make_optimizer`, one `TrainState.apply_gradients`; dropout rng folded with the
         step; jitted with `donate_argnums=0` exactly like `main`'s step;
       - train_slat_B{N}_T128: N_S (`models.SegmentNet`, dense head) on N 128-frame windows
@@ -211,34 +211,30 @@ def waveform_batch(rng: np.random.Generator, recordings: int, frames: int) -> di
 
 # ------------------------------------------------------------------------------ JAX side
 
-def make_model(kind: str, width: float, dtype):
-    if kind == "wler":
-        return models.WLER(NUM_CLASSES, width=width, dtype=dtype)
-    return models.SegmentNet(NUM_CLASSES, width=width, dtype=dtype)
+def make_model(kind: str, width: float, dtype) -> models.ModelSpec:
+    """N_W ("wler") or N_S ("slat") as training builds it: a `ModelSpec`, ops for this process's
+    devices (`models.resolve_ops("auto")`), dropout 0.5 (the paper)."""
+    conv_impl, pool_impl = models.OPS[models.resolve_ops("auto")]
+    return models.ModelSpec(kind, NUM_CLASSES, width, dtype=jnp.dtype(dtype).name,
+                            conv_impl=conv_impl, pool_impl=pool_impl)
 
 
-def init_state(model, seed: int = 0):
-    """Float32 params from a 128-frame dummy (as `train.init_params`) in a TrainState."""
-    x = jnp.zeros((1, geometry.SEGMENT_FRAMES, geometry.N_MELS), jnp.float32)
-    args = (x, jnp.array([geometry.SEGMENT_FRAMES])) if isinstance(model, models.WLER) else (x,)
-    params = jax.jit(model.init)(jax.random.key(seed), *args)["params"]
+def init_state(spec: models.ModelSpec, seed: int = 0):
+    """Float32 params (`spec.init`, as training) in a TrainState."""
+    params = jax.jit(spec.init)(jax.random.key(seed))
     tx = steps.make_optimizer("adagrad", LEARNING_RATE)
     return steps.TrainState.create(apply_fn=None, params=params, tx=tx)
 
 
-def make_model_loss(model):
-    """loss(params, batch, rng) on precomputed features: `steps.wler_loss` minus the log-mel."""
+def make_model_loss(spec: models.ModelSpec):
+    """loss(params, batch, rng) on precomputed features: `steps.feature_loss`, the training loss
+    minus the log-mel (SLAT: each 128-frame feature map is one window)."""
 
     def loss_fn(params, batch, rng):
-        if isinstance(model, models.WLER):
-            logits, _ = model.apply({"params": params}, batch["features"], batch["num_frames"],
-                                    train=True, rngs={"dropout": rng})
-        else:
-            logits = model.apply({"params": params}, batch["features"], train=True,
-                                 rngs={"dropout": rng})
-        per_example = steps._bce(logits, batch["labels"])  # noqa: SLF001 - the project's loss
-        weight = batch["weight"]
-        return (per_example * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+        value, _ = steps.feature_loss(spec, params, batch["features"], batch["num_frames"],
+                                      batch["labels"], batch["weight"], rng,
+                                      slat_hop=geometry.SEGMENT_FRAMES)
+        return value
 
     return loss_fn
 
@@ -298,7 +294,7 @@ def jax_infer_case(batch_np: dict, args, dtype) -> dict:
     params = state.params
     batch = jax.device_put(batch_np)
     fn, compile_s, xla_gflop = compile_aot(
-        lambda p, f, n: model.apply({"params": p}, f, n)[0], params, batch["features"],
+        lambda p, f, n: model.module().apply({"params": p}, f, n)[0], params, batch["features"],
         batch["num_frames"])
     timing = time_calls(lambda: fn(params, batch["features"], batch["num_frames"]), args.reps)
     return {"params_np": jax.tree.map(np.asarray, params), "compile_s": compile_s,
@@ -310,8 +306,7 @@ def jax_full_case(kind: str, batch_np: dict, args, dtype, base_rng) -> dict:
     model = make_model(kind, args.width, dtype)
     state = init_state(model, args.seed)
     batch = jax.device_put(batch_np)
-    step_fn = steps.make_train_step(model, kind, slat_hop=geometry.SEGMENT_FRAMES,
-                                    base_rng=base_rng)
+    step_fn = steps.make_train_step(model, slat_hop=geometry.SEGMENT_FRAMES, base_rng=base_rng)
     step, compile_s, xla_gflop = compile_aot(step_fn, state, batch, donate_argnums=0)
     runner = Carry(step, state, batch)
     out = {"compile_s": compile_s, "xla_gflop": xla_gflop, "step": time_calls(runner, args.reps)}
@@ -459,8 +454,8 @@ class TorchSide:
         params = jax.tree.map(np.asarray, init_state(wler, seed).params)
         feats = fake_log_mel(rng, (2, 256, geometry.N_MELS))
         nf = np.array([256, 200], np.int32)
-        ours = np.asarray(jax.jit(lambda p, f, n: wler.apply({"params": p}, f, n)[1]
-                                  ["segment_logits"])(params, feats, nf))
+        ours = np.asarray(jax.jit(lambda p, f, n: wler.segment_logits(p, f, n)[0])(
+            params, feats, nf))
         tm = self.model("wler", width, params).eval()
         with t.inference_mode(), self.ref.autocast(self.device, self.amp):
             _, theirs = tm(self.tensors({"f": feats})["f"], self.tensors({"n": nf})["n"])
@@ -471,7 +466,7 @@ class TorchSide:
         ns = make_model("slat", width, dtype)
         params = jax.tree.map(np.asarray, init_state(ns, seed).params)
         wins = fake_log_mel(rng, (4, geometry.SEGMENT_FRAMES, geometry.N_MELS))
-        ours = np.asarray(jax.jit(lambda p, w: ns.apply({"params": p}, w))(params, wins))
+        ours = np.asarray(jax.jit(lambda p, w: ns.module().apply({"params": p}, w))(params, wins))
         tm = self.model("slat", width, params).eval()
         with t.inference_mode(), self.ref.autocast(self.device, self.amp):
             theirs = tm(self.tensors({"w": wins})["w"]).float().cpu().numpy()
@@ -725,6 +720,7 @@ def main():
                   "num_frames": np.full(b, t, np.int32), "labels": multi_hot(rng, b),
                   "weight": np.ones(b, np.float32)}
     slat_batch = {"features": fake_log_mel(rng, (ns, geometry.SEGMENT_FRAMES, geometry.N_MELS)),
+                  "num_frames": np.full(ns, geometry.SEGMENT_FRAMES, np.int32),
                   "labels": multi_hot(rng, ns), "weight": np.ones(ns, np.float32)}
     fl_wler = analytic_flops("wler", t, args.width)
     fl_slat = analytic_flops("slat", geometry.SEGMENT_FRAMES, args.width)

@@ -199,8 +199,7 @@ def test_train_test_only_csv_trains_end_to_end(tmp_path):
     """The layout users have most often (train + test, no validation) trains and evaluates."""
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs"))
-    from common import base_config
+    from wler_jax.configs.common import base_config
     from wler_jax import train
 
     root = str(tmp_path / "data")
@@ -221,8 +220,7 @@ def test_train_test_only_csv_trains_end_to_end(tmp_path):
 def test_train_only_csv_is_refused_with_the_rule(tmp_path):
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs"))
-    from common import base_config
+    from wler_jax.configs.common import base_config
     from wler_jax import data
 
     root = str(tmp_path / "data")

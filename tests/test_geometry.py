@@ -23,9 +23,24 @@ def test_short_recordings_have_one_segment(t):
     assert geometry.segment_mask([t], 256).sum() == 1
 
 
+@pytest.mark.filterwarnings("ignore:n_fft=.*is too large")
 def test_samples_to_frames_matches_librosa_frame_count():
-    for n in (1, 511, 512, 513, 44100, 44100 * 15):
-        assert geometry.num_frames_for_samples(n) == 1 + n // 512
+    """T = 1 + n // 512 is what librosa's centred STFT gives at every scale (DESIGN §1), and
+    what `features.log_mel` returns."""
+    import librosa
+
+    from wler_jax import features
+
+    rng = np.random.default_rng(0)
+    for n in (1, 511, 512, 513, 1023, 4097, 44100):
+        y = rng.standard_normal(n).astype(np.float32)
+        t = geometry.num_frames_for_samples(n)
+        for n_fft in geometry.N_FFTS:
+            spec = librosa.stft(y, n_fft=n_fft, hop_length=geometry.HOP_LENGTH, center=True,
+                                pad_mode="constant")
+            assert spec.shape[1] == t, (n, n_fft, spec.shape)
+        _, num_frames = features.log_mel(y[None], np.array([n]), 1024)
+        assert int(num_frames[0]) == t
 
 
 def test_segment_mask_brute_force():
@@ -46,10 +61,42 @@ def test_segment_times_on_32_frame_grid():
 
 
 @pytest.mark.parametrize("t", [60, 128, 161, 300, 1280])
-def test_network_output_has_formula_segment_count(t):
-    model = models.WLER(num_classes=3, width=TEST_WIDTH)
+@pytest.mark.parametrize("method", ["wler", "slat"])
+def test_network_output_has_formula_segment_count(t, method):
+    """N_W's segments and SLAT's test windows (hop 32) both follow S = max(T, 128) // 32 - 3."""
+    spec = models.ModelSpec(method, 3, TEST_WIDTH)
     x = jnp.zeros((1, t, 128))
-    params = jax.eval_shape(lambda: model.init(jax.random.key(0), x, jnp.array([t])))
-    out = jax.eval_shape(lambda p: model.apply(p, x, jnp.array([t])), params)
-    assert out[1]["segment_logits"].shape == (1, geometry.num_segments(t), 3)
-    assert out[0].shape == (1, 3)
+    params = jax.eval_shape(spec.init, jax.random.key(0))
+    seg, mask, _ = jax.eval_shape(lambda p: spec.segment_logits(p, x, jnp.array([t])), params)
+    assert seg.shape == (1, geometry.num_segments(t), 3)
+    assert mask.shape == (1, geometry.num_segments(t))
+    clip = jax.eval_shape(lambda p, s, m: spec.clip_logits(p, s, m), params, seg, mask)
+    assert clip.shape == (1, 3)
+
+
+def test_window_mask_brute_force():
+    rng = np.random.default_rng(1)
+    num_frames = np.concatenate([[0, 1, 127, 128, 129, 255, 256, 257], rng.integers(1, 900, 20)])
+    for padded in (128, 192, 448, 1024):
+        nf = np.minimum(num_frames, padded)
+        for window, hop in ((128, 128), (128, 64), (128, 32), (96, 50)):
+            mask = geometry.window_mask(nf, padded, window=window, hop=hop)
+            num_windows = (padded - window) // hop + 1
+            assert mask.shape == (len(nf), num_windows)
+            for b, t in enumerate(nf):
+                for s in range(num_windows):
+                    assert mask[b, s] == (t > 0 and s * hop + window <= max(t, 128))
+            short = (nf > 0) & (nf < 128)
+            assert short.any() and (mask[short].sum(1) == 1).all()  # exactly one window
+        real = nf > 0
+        np.testing.assert_array_equal(geometry.window_mask(nf, padded, hop=32)[real],
+                                      geometry.segment_mask(nf, padded)[real])
+
+
+def test_window_mask_in_jax():
+    import jax
+    import jax.numpy as jnp
+
+    nf = np.array([0, 50, 300, 700, 1024], np.int32)
+    fn = jax.jit(lambda n: geometry.window_mask(n, 1024, hop=64, xp=jnp))
+    np.testing.assert_array_equal(np.asarray(fn(nf)), geometry.window_mask(nf, 1024, hop=64))

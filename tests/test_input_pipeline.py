@@ -73,15 +73,17 @@ def check_batch(batch, source, bucket_frames=None, num_devices=1):
     assert batch["num_samples"].dtype == np.int32 and batch["num_frames"].dtype == np.int32
     assert batch["labels"].dtype == np.float32 and batch["labels"].shape == (size, NUM_CLASSES)
     assert batch["weight"].dtype == np.float32 and batch["index"].dtype == np.int32
-    assert batch["segment_mask"].dtype == bool
-    assert batch["segment_mask"].shape == (size, frames // 32 - 3)
+    assert "segment_mask" not in batch  # the model derives its masks from num_frames
+    segment_mask = geometry.segment_mask(batch["num_frames"], frames)
+    assert segment_mask.dtype == bool and segment_mask.shape == (size, frames // 32 - 3)
+    window_mask = geometry.window_mask(batch["num_frames"], frames, hop=32)
     for row in range(size):
         i = batch["index"][row]
         if i < 0:
             assert batch["weight"][row] == 0
             assert not batch["audio"][row].any() and not batch["labels"][row].any()
             assert batch["num_samples"][row] == 0 and batch["num_frames"][row] == 0
-            assert not batch["segment_mask"][row].any()
+            assert not window_mask[row].any()  # no valid window (SLAT) on a padding row
             continue
         wave = source[i]["audio"]
         n = len(wave)
@@ -93,7 +95,10 @@ def check_batch(batch, source, bucket_frames=None, num_devices=1):
         expected = np.zeros(NUM_CLASSES, np.float32)
         expected[source[i]["labels"]] = 1
         np.testing.assert_array_equal(batch["labels"][row], expected)
-    np.testing.assert_array_equal(batch["segment_mask"],
+    real = batch["index"] >= 0
+    np.testing.assert_array_equal(segment_mask[real],
+                                  brute_force_segment_mask(batch["num_frames"], frames)[real])
+    np.testing.assert_array_equal(window_mask,
                                   brute_force_segment_mask(batch["num_frames"], frames))
 
 
@@ -269,34 +274,6 @@ def test_max_frames_crops_training_only(source, lengths):
     assert next_epoch != {int(i): int(s) for i, s in starts.items()}
     for batch in ip.eval_batches(source, batcher):  # evaluation is never cropped
         check_batch(batch, source)
-
-
-def test_window_mask_brute_force():
-    rng = np.random.default_rng(1)
-    num_frames = np.concatenate([[0, 1, 127, 128, 129, 255, 256, 257], rng.integers(1, 900, 20)])
-    for padded in (128, 192, 448, 1024):
-        nf = np.minimum(num_frames, padded)
-        for window, hop in ((128, 128), (128, 64), (128, 32), (96, 50)):
-            mask = ip.window_mask(nf, padded, window=window, hop=hop)
-            num_windows = (padded - window) // hop + 1
-            assert mask.shape == (len(nf), num_windows)
-            for b, t in enumerate(nf):
-                for s in range(num_windows):
-                    assert mask[b, s] == (t > 0 and s * hop + window <= max(t, 128))
-            short = (nf > 0) & (nf < 128)
-            assert short.any() and (mask[short].sum(1) == 1).all()  # exactly one window
-        real = nf > 0
-        np.testing.assert_array_equal(ip.window_mask(nf, padded, hop=32)[real],
-                                      geometry.segment_mask(nf, padded)[real])
-
-
-def test_window_mask_in_jax():
-    import jax
-    import jax.numpy as jnp
-
-    nf = np.array([0, 50, 300, 700, 1024], np.int32)
-    fn = jax.jit(lambda n: ip.window_mask(n, 1024, hop=64, xp=jnp))
-    np.testing.assert_array_equal(np.asarray(fn(nf)), ip.window_mask(nf, 1024, hop=64))
 
 
 def test_process_slices_make_the_global_batch(source, lengths):

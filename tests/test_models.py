@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wler_jax import features, geometry, models, pool, pooling
+from wler_jax import features, geometry, models, pooling
 from conftest import TEST_WIDTH, tones_and_noise
 
 C = 10
@@ -41,12 +41,6 @@ def test_width_scales_channels():
     assert params["params"]["fc1"]["kernel"].shape == (4, 4, 64, 64)
 
 
-def test_max_pool_2x2_equals_flax_max_pool():
-    import flax.linen as nn
-    x = jax.random.normal(jax.random.key(1), (2, 37, 21, 5))
-    np.testing.assert_array_equal(pool.max_pool_2x2(x), nn.max_pool(x, (2, 2), (2, 2)))
-
-
 @pytest.fixture(scope="module")
 def ns_and_nt():
     ns = models.SegmentNet(C, width=TEST_WIDTH)
@@ -81,14 +75,31 @@ def test_nt_segments_vs_ns_windows_on_1280_frames(ns_and_nt):
     assert gap > 1e-4  # they are not identical: N_T sees real neighbours (DESIGN §2)
 
 
-def test_nt_is_valid_outside_boundary_effects(ns_and_nt):
-    """Away from the window edges N_T and N_S see the same receptive field: identical scores on
-    a constant input (zero padding and real neighbours only differ at the edges)."""
-    ns, ns_params, nt, nt_params = ns_and_nt
-    x = np.full((1, 1280, 128), -30.0, np.float32)
-    _, aux = nt.apply(nt_params, jnp.asarray(x), jnp.array([1280]))
-    seg = np.asarray(aux["segment_logits"][0])
-    np.testing.assert_allclose(seg[1:-1], np.broadcast_to(seg[1:-1].mean(0), seg[1:-1].shape), atol=1e-4)
+def test_nt_segment_sees_exactly_its_receptive_field(ns_and_nt):
+    """N_T's segment k is N_S's head on the conv stack's view of frames [32k - 31, 32k + 159)
+    (the 190-frame receptive field that `chunked` relies on): frames outside it never change
+    segment k, frames at either end of it do."""
+    _, _, nt, nt_params = ns_and_nt
+    x = realistic_features(1280)
+    score = jax.jit(lambda f: nt.apply(nt_params, f, jnp.array([1280]))[1]["segment_logits"][0])
+    seg = np.asarray(score(jnp.asarray(x)))
+    rng = np.random.default_rng(3)
+    for k in (5, 17, 30):
+        lo, hi = 32 * k - 31, 32 * k + 159
+        outside = x.copy()
+        outside[0, :lo] = rng.uniform(-100, 0, outside[0, :lo].shape)
+        outside[0, hi:] = rng.uniform(-100, 0, outside[0, hi:].shape)
+        got = np.asarray(score(jnp.asarray(outside)))
+        np.testing.assert_allclose(got[k], seg[k], rtol=1e-5, atol=1e-5)
+        assert np.abs(got[k - 1] - seg[k - 1]).max() > 1e-3  # its neighbours do see the change
+        for edge in (slice(lo, lo + 2), slice(hi - 2, hi)):
+            inside = x.copy()
+            inside[0, edge] = rng.uniform(-100, 0, inside[0, edge].shape)
+            assert np.abs(np.asarray(score(jnp.asarray(inside)))[k] - seg[k]).max() > 1e-6, edge
+    # Hence away from the recording's edges a constant input gives identical segments.
+    const = np.asarray(score(jnp.full((1, 1280, 128), -30.0)))
+    np.testing.assert_allclose(const[1:-1], np.broadcast_to(const[1:-1].mean(0),
+                                                            const[1:-1].shape), atol=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(pooling.POOLINGS))
@@ -163,3 +174,37 @@ def test_dropout_only_in_training():
     np.testing.assert_array_equal(a, b)
     c = model.apply(params, x, jnp.array([256]), train=True, rngs={"dropout": jax.random.key(1)})[0]
     assert np.abs(np.asarray(c) - np.asarray(a)).max() > 1e-4
+
+
+@pytest.mark.parametrize("pooling_name", ["max", "attention", "auto_pool"])
+def test_model_spec_serves_wler_and_slat_alike(pooling_name):
+    """`ModelSpec` is the family's one entry: init, segment logits (N_W's segments, or N_S on each
+    32-hop window), the method's pooling and the training logits, with no caller branching."""
+    x = jnp.asarray(np.concatenate([realistic_features(300, s) for s in range(2)]))
+    nf = jnp.array([300, 200])
+    wler = models.ModelSpec("wler", C, TEST_WIDTH, pooling=pooling_name)
+    slat = models.ModelSpec("slat", C, TEST_WIDTH)
+    for spec in (wler, slat):
+        params = spec.init(jax.random.key(0))
+        want = spec.module().init(jax.random.key(0), x[:1, :128], jnp.array([128]))["params"] \
+            if spec.method == "wler" else spec.module().init(jax.random.key(0), x[:1, :128])["params"]
+        jax.tree.map(np.testing.assert_array_equal, params, want)
+        seg, mask, extras = spec.segment_logits(params, x, nf)
+        assert seg.shape == (2, geometry.num_segments(300), C) and seg.dtype == jnp.float32
+        np.testing.assert_array_equal(mask, geometry.segment_mask(nf, 300))
+        clip = spec.clip_logits(params, seg, mask, extras)
+        logits, valid = spec.training_logits(params, x, nf, rngs={"dropout": jax.random.key(1)},
+                                             slat_hop=128)
+        if spec.method == "wler":  # N_W's own pooled output
+            want_clip, aux = spec.module().apply({"params": params}, x, nf)
+            np.testing.assert_allclose(clip, want_clip, rtol=1e-6, atol=1e-6)
+            assert set(extras) == ({"attention_logits"} if pooling_name == "attention" else set())
+            assert logits.shape == (2, 1, C) and valid.all()
+        else:  # N_S on each window; the clip is the best valid window
+            wins = np.stack([np.asarray(x[1, 32 * k: 32 * k + 128]) for k in range(3)])
+            np.testing.assert_allclose(seg[1, :3], spec.module().apply({"params": params}, wins),
+                                       rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(clip, np.where(mask[..., None], seg, -np.inf).max(1),
+                                       rtol=1e-6)
+            assert logits.shape == (2, 2, C)  # hop 128: windows [0, 128), [128, 256)
+            np.testing.assert_array_equal(valid, [[True, True], [True, False]])

@@ -64,14 +64,10 @@ def kernel_name(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> dict:
-    """Built datasets and JAX's persistent compilation cache, shared with tests/test_readme.py
-    within one session (the same smoke programs are compiled once)."""
-    base = tmp_path_factory.getbasetemp()
-    return {"data_dir": str(base / "shared_tfds"), "env": {
-        "JAX_COMPILATION_CACHE_DIR": str(base / "shared_jax_cache"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", "JAX_PLATFORMS": "cpu"}}
+def shared(shared_runs) -> dict:
+    """Built datasets and JAX's persistent compilation cache, shared with the other end-to-end
+    tests of the session (conftest.py: the same smoke programs are compiled once)."""
+    return shared_runs
 
 
 def _execute(nb, cwd: str, kernel: str, env: dict):
@@ -139,6 +135,7 @@ def test_notebook_is_clean_with_one_parameter_cell(path):
             assert not cell.outputs and cell.execution_count is None
 
 
+@pytest.mark.slow
 def test_train_notebook_trains_evaluates_and_saves(trained):
     nb, paths = trained
     text = _text(nb)
@@ -158,6 +155,7 @@ def test_train_notebook_trains_evaluates_and_saves(trained):
     assert os.path.isdir(os.path.join(saved, "checkpoints"))
 
 
+@pytest.mark.slow
 def test_predict_notebook_tags_localises_plots_and_runs_the_cli(trained, tmp_path, kernel_name,
                                                                 shared):
     _, paths = trained

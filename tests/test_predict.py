@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wler_jax import audio, chunked, predict, reports, steps
+from wler_jax import audio, chunked, models, predict, reports
 from wler_jax.geometry import SAMPLE_RATE, num_segments, segment_times
 from conftest import tones_and_noise
 
@@ -26,15 +26,13 @@ def make_workdir(path, method="wler", pooling="max", seed=0):
     budget and adds nothing to what prediction is tested for. Parameters are drawn with numpy
     (LeCun-normal kernels, small random biases: no init compile), shaped by `jax.eval_shape` of
     the model's own init, so probabilities spread over (0, 1)."""
-    sys.path.insert(0, os.path.join(REPO, "configs"))
-    from common import base_config
-
     from wler_jax import checkpoints, train
+    from wler_jax.configs.common import base_config
 
     config = base_config(method, "smoke")
     config.model.pooling = pooling
-    model = train.create_model(config, len(CLASSES))
-    shapes = jax.eval_shape(lambda r: train.init_params(model, r), jax.random.key(0))
+    spec = train.create_model(config, len(CLASSES))
+    shapes = jax.eval_shape(spec.init, jax.random.key(0))
     rng = np.random.default_rng(seed)
 
     def draw(path, leaf):
@@ -104,7 +102,7 @@ def reference_scores(spec, params, batch):
             segs.append(jax.nn.sigmoid(aux["segment_logits"]))
             mask = aux["segment_mask"]
         else:
-            wins, mask = steps.windows(feats, nf, 32)
+            wins, mask = models.slat_windows(feats, nf, 32)
             n, w = mask.shape
             p = jax.nn.sigmoid(module.apply({"params": params}, wins.reshape(n * w, 128, 128)))
             p = p.reshape(n, w, -1)
@@ -336,3 +334,16 @@ def test_usage_snippet_runs(workdir):
     code = predict.USAGE_SNIPPET
     assert '"/path/to/workdir"' in code
     exec(compile(code.replace("/path/to/workdir", workdir), "USAGE_SNIPPET", "exec"), {})
+
+
+def test_importing_the_library_defines_no_flags():
+    """Flags live in the entry point (`wler_jax/predict/__main__.py`), not in the library."""
+    script = ("from absl import flags\n"
+              "import wler_jax.predict, wler_jax.export\n"
+              "assert not {'workdir', 'threshold', 'output'} & set(flags.FLAGS), list(flags.FLAGS)\n"
+              "from wler_jax.predict import __main__\n"
+              "assert {'workdir', 'threshold', 'output'} <= set(flags.FLAGS)\n"
+              "print('OK')")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert "OK" in out.stdout, out.stderr[-3000:]

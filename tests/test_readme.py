@@ -144,18 +144,11 @@ class Sandbox:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory) -> Sandbox:
+def sandbox(tmp_path_factory, shared_runs) -> Sandbox:
     root = tmp_path_factory.mktemp("readme")
-    base = tmp_path_factory.getbasetemp()  # shared with tests/test_notebooks.py in one session
-    return Sandbox(root=str(root / "run"), data_dir=str(base / "shared_tfds"),
-                   env=compile_cache_env(str(base / "shared_jax_cache")))
-
-
-def compile_cache_env(path: str) -> dict:
-    """JAX's persistent compilation cache for the subprocesses: a program compiled by one
-    command (e.g. the evaluation step) is loaded, not compiled again, by the next."""
-    return {"JAX_COMPILATION_CACHE_DIR": path, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    # Built data and compiled programs are shared with the session's other end-to-end tests.
+    return Sandbox(root=str(root / "run"), data_dir=shared_runs["data_dir"],
+                   env={k: v for k, v in shared_runs["env"].items() if k != "JAX_PLATFORMS"})
 
 
 def run(sb: Sandbox, argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
@@ -325,6 +318,7 @@ def _write_recording(path: str, seconds: float, seed: int) -> None:
 def run_predict(sb: Sandbox, args: list[str], env: dict) -> None:
     from absl import flags as absl_flags
     from wler_jax import predict
+    from wler_jax.predict import __main__ as predict_entry  # noqa: F401  (defines its flags)
 
     def boolean(name):  # --progress / --noprogress take no value
         if name not in absl_flags.FLAGS and name.startswith("no"):
@@ -469,6 +463,7 @@ def test_readme_has_commands_of_every_kind():
     assert {"pip", "main", "predict"} <= kinds, kinds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", COMMANDS, ids=[_command_id(c) for c in COMMANDS])
 def test_readme_command_runs(argv, sandbox):
     env, argv = _split_env(argv)
@@ -482,6 +477,7 @@ def test_readme_command_runs(argv, sandbox):
     runner(sandbox, argv[1:] if kind == "bench" else argv[3:], env)
 
 
+@pytest.mark.slow
 def test_bench_run_all_summarises(tmp_path):
     """bench/run_all.py runs a benchmark in a subprocess, reads its JSON and writes the summary
     (with the cheapest benchmark; the others take minutes)."""

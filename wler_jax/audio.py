@@ -10,7 +10,23 @@ from collections.abc import Iterator
 import numpy as np
 import soundfile as sf
 
-from wler_jax.geometry import SAMPLE_RATE
+from wler_jax.geometry import INT16_SCALE, SAMPLE_RATE, from_int16  # noqa: F401 (inverse of to_int16)
+
+
+# Extensions treated as audio when a folder is listed (the folder dataset, the predict CLI):
+# libsndfile's formats plus mp3/opus, and common containers it cannot decode (m4a, mp4, wma,
+# webm), so that those are reported as failed files rather than silently ignored.
+AUDIO_EXTENSIONS = frozenset(
+    "." + e for e in ("wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "aifc",
+                      "au", "snd", "caf", "w64", "rf64", "voc", "sph", "nist", "sd2", "htk",
+                      "xi", "paf", "pvf", "mat", "sf", "avr", "svx", "m4a", "mp4", "wma", "webm"))
+
+
+def is_audio_file(name: str) -> bool:
+    """Whether a file name found by listing a folder is taken as audio (not hidden, known
+    extension, case-insensitive)."""
+    base = os.path.basename(name)
+    return not base.startswith(".") and os.path.splitext(base)[1].lower() in AUDIO_EXTENSIONS
 
 
 class AudioError(ValueError):
@@ -138,14 +154,9 @@ def stream(path: str | os.PathLike, block_frames: int = READ_BLOCK_FRAMES) -> It
         yield held.astype(np.float32, copy=False)
 
 
-INT16_SCALE = 32767.0  # datasets store waveforms as int16 = round(clip(x, -1, 1) * INT16_SCALE)
-
-
 def to_int16(waveform: np.ndarray) -> np.ndarray:
-    """Quantise a float waveform for storage (half the bytes of float32; clips outside [-1, 1])."""
+    """Quantise a float waveform for storage (half the bytes of float32; clips outside [-1, 1]).
+
+    `geometry.from_int16` (also `audio.from_int16`) is its inverse."""
     return np.round(np.clip(waveform, -1.0, 1.0) * INT16_SCALE).astype(np.int16)
 
-
-def from_int16(waveform):
-    """Inverse of `to_int16` (works on numpy and jax arrays, so it can run on the device)."""
-    return waveform.astype(np.float32) * np.float32(1.0 / INT16_SCALE)

@@ -75,35 +75,6 @@ def bucket_ladder(max_frames: int, *, min_frames: int = geometry.SEGMENT_FRAMES,
     return rungs
 
 
-def window_mask(num_frames, padded_length: int, *, window: int = geometry.SEGMENT_FRAMES,
-                hop: int = geometry.SEGMENT_FRAMES, xp=np):
-    """Validity of the fixed-length windows (SLAT) cut from a batch padded to `padded_length`.
-
-    Window s covers frames [s * hop, s * hop + window) and is valid iff
-    s * hop + window <= max(num_frames, 128): a recording shorter than 128 frames (padded to
-    128 by the floor value) has exactly one window. Rows with num_frames == 0 are the
-    pipeline's padding rows and have no valid window. With window=128, hop=32 this is
-    `geometry.segment_mask` on real rows.
-
-    Args:
-      num_frames: [B] valid frames per example (numpy or jax int array).
-      padded_length: the batch's common time length in frames (static int).
-      window: window length in frames.
-      hop: frames between window starts.
-      xp: `numpy` on the host or `jax.numpy` inside jitted code.
-    Returns:
-      bool [B, W] with W = (max(padded_length, 128) - window) // hop + 1.
-    """
-    length = geometry.padded_frames(padded_length)
-    num_windows = (length - window) // hop + 1
-    if window < 1 or hop < 1 or num_windows < 1:
-        raise ValueError(f"no {window}-frame window (hop {hop}) fits in {length} frames")
-    nf = xp.asarray(num_frames).reshape(-1)
-    effective = xp.maximum(nf, geometry.SEGMENT_FRAMES)
-    ends = xp.arange(num_windows) * hop + window
-    return (ends[None, :] <= effective[:, None]) & (nf > 0)[:, None]
-
-
 def scan_lengths(source, *, cache_path: str | os.PathLike | None = None,
                  chunk_size: int = 64) -> np.ndarray:
     """Number of samples of every recording in `source`, decoding each record once.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -35,10 +35,10 @@ import numpy as np
 from wler_jax import features as features_lib
 from wler_jax import geometry
 from wler_jax.geometry import HOP_LENGTH, N_FFTS, SEGMENT_FRAMES, SEGMENT_HOP
-from wler_jax.inference import ModelSpec, finalize, scale_logits
+from wler_jax.inference import finalize, stack_scales
+from wler_jax.models import ModelSpec
 
 CONTEXT_HOPS = max(N_FFTS) // 2 // HOP_LENGTH  # 4: the widest STFT reaches 4 hops either side
-RECEPTIVE_FIELD = (-31, 159)  # frames of segment k's receptive field: [32k - 31, 32k + 159)
 LEFT_CONTEXT_SEGMENTS = 1  # segments dropped at a chunk's start (31 frames of context needed)
 RIGHT_CONTEXT_SEGMENTS = 2  # dropped at its end, beyond the last segment of its window grid
 MIN_CHUNK_FRAMES = 256  # smallest chunk that advances (keeps chunk_frames // 32 - 5 >= 3)
@@ -51,7 +51,7 @@ def chunk_samples(frames: int) -> int:
 
 @functools.partial(jax.jit, static_argnums=0)
 def chunk_logits(spec: ModelSpec, params: Any, audio: jax.Array, audio_lengths: jax.Array,
-                 num_frames: jax.Array) -> tuple[jax.Array, Optional[jax.Array]]:
+                 num_frames: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Segment logits of a batch of chunks, every scale.
 
     Args:
@@ -60,22 +60,23 @@ def chunk_logits(spec: ModelSpec, params: Any, audio: jax.Array, audio_lengths: 
       audio_lengths: [B] valid samples of each slice.
       num_frames: [B] valid frames of each chunk (R, or fewer where the recording ends).
     Returns:
-      segment_logits [K, B, R // 32 - 3, C] and attention logits of the same shape (or None).
+      segment_logits [K, B, R // 32 - 3, C] and the pooling's extras of the same shape
+      (`ModelSpec.segment_logits`; {} unless the pooling needs them).
     """
     frames = audio.shape[1] // HOP_LENGTH - 2 * CONTEXT_HOPS + 1
     outs = []
     for n_fft in N_FFTS:
         feats, _ = features_lib.log_mel(audio, audio_lengths, n_fft)
-        outs.append(scale_logits(spec, params, feats[:, CONTEXT_HOPS:CONTEXT_HOPS + frames],
-                                 num_frames))
-    att = None if outs[0][2] is None else jnp.stack([o[2] for o in outs])
-    return jnp.stack([o[0] for o in outs]), att
+        outs.append(spec.segment_logits(params, feats[:, CONTEXT_HOPS:CONTEXT_HOPS + frames],
+                                        num_frames))
+    logits, _, extras = stack_scales(outs)
+    return logits, extras
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _finalize_padded(spec: ModelSpec, params: Any, logits, num_segs, att):
+def _finalize_padded(spec: ModelSpec, params: Any, logits, num_segs, extras):
     mask = jnp.arange(logits.shape[2])[None, :] < num_segs
-    out = finalize(spec, params, logits, mask, att)
+    out = finalize(spec, params, logits, mask, extras)
     return out["clip"][0], out["segments"][0]
 
 
@@ -136,7 +137,7 @@ class _Recording:
         self.start_seg = 0  # a: next chunk starts at frame 32a
         self.pending = 0  # jobs not yet returned
         self.done_reading = False
-        self.pieces: list = []  # (first global segment, logits [K, n, C], att or None)
+        self.pieces: list = []  # (first global segment, logits [K, n, C], extras {name: [K, n, C]})
 
 
 class ChunkedScorer:
@@ -269,14 +270,14 @@ class ChunkedScorer:
 
     def _collect(self) -> None:
         jobs, out = self._in_flight.pop(0)
-        logits, att = jax.device_get(out)
+        logits, extras = jax.device_get(out)
         for row, job in enumerate(jobs):
             rec = self._recordings.get(job.key)
             if rec is None:  # the recording failed after this chunk was queued
                 continue
             lo, hi = job.keep
             rec.pieces.append((job.start_seg + lo, logits[:, row, lo:hi],
-                               None if att is None else att[:, row, lo:hi]))
+                               {n: e[:, row, lo:hi] for n, e in extras.items()}))
             rec.pending -= 1
             self._maybe_complete(rec)
 
@@ -297,13 +298,13 @@ class ChunkedScorer:
         if logits.shape[1] != num_segs or starts[0] != 0 or starts[1:] != ends[:-1]:
             raise AssertionError(f"{rec.key}: chunks cover segments {list(zip(starts, ends))}, "
                                  f"expected [0, {num_segs})")  # a bug here, never bad input
-        att = None if rec.pieces[0][2] is None else np.concatenate(
-            [p[2] for p in rec.pieces], axis=1)
+        extras = {n: np.concatenate([p[2][n] for p in rec.pieces], axis=1)
+                  for n in rec.pieces[0][2]}
         padded = 1 << max(3, (num_segs - 1).bit_length())  # a few finalize shapes only
         pad = ((0, 0), (0, padded - num_segs), (0, 0))
         clip, segs = _finalize_padded(
             self.spec, self.params, np.pad(logits, pad)[:, None], num_segs,
-            None if att is None else np.pad(att, pad)[:, None])
+            {n: np.pad(e, pad)[:, None] for n, e in extras.items()})
         self._done.append((rec.key, Prediction(np.asarray(clip), np.asarray(segs)[:num_segs],
                                                rec.num_samples)))
 
@@ -329,7 +330,7 @@ def score_waveform(spec: ModelSpec, params: Any, waveform: np.ndarray, *,
     """One in-memory waveform ([n] float32 or int16 at 44.1 kHz) scored in chunks."""
     waveform = np.asarray(waveform)
     if waveform.dtype == np.int16:
-        waveform = waveform.astype(np.float32) * np.float32(1.0 / 32767.0)
+        waveform = geometry.from_int16(waveform)
     waveform = waveform.astype(np.float32).reshape(-1)
     scorer = ChunkedScorer(spec, params, chunk_frames=chunk_frames, batch_size=batch_size)
     scorer.add(0, (waveform[i:i + block_samples]

@@ -5,19 +5,20 @@ not know which values make sense; `flags_parser` and `validate` turn both into o
 """
 from __future__ import annotations
 
-import sys
-
 import ml_collections
 from absl import flags
 
-from wler_jax import pooling
+from wler_jax import errors, pooling
+from wler_jax.data import DATASETS
+from wler_jax.models import OP_IMPLS
 
 CHOICES = {
     "method": ("wler", "slat"),
-    "data.name": ("synthetic", "urbansound", "urbansound8k", "esc50", "audioset", "folder"),
+    "data.name": DATASETS,
     "data.size": ("smoke", "cpu", "gpu"),
     "model.pooling": tuple(pooling.POOLINGS),
     "model.dtype": ("float32", "bfloat16"),
+    "model.op_impl": OP_IMPLS,
     "train.optimizer": ("adagrad", "adam"),
     "train.scales_per_step": ("all", "one"),
 }
@@ -33,12 +34,13 @@ def flags_parser(argv: list[str]) -> list[str]:
     except AttributeError as e:  # ml_collections: unknown field in --config.a.b=v
         msg = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ")
         bad = [a for a in argv[1:] if a.startswith("--config.")]
-        sys.exit(f"error: unknown config field in {bad}: {msg}")
+        errors.fail(f"unknown config field in {bad}: {msg}; see wler_jax/configs/common.py "
+                    "for the fields")
     except flags.Error as e:  # keep the cause, drop the config loader's traceback
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        sys.exit(f"error: {lines[0]} {lines[-1] if len(lines) > 1 else ''}".rstrip())
+        errors.fail(f"{lines[0]} {lines[-1] if len(lines) > 1 else ''}".rstrip())
     except ValueError as e:  # a bad ':variant'
-        sys.exit(f"error: {e}")
+        errors.fail(str(e))
 
 
 def _get(config, dotted: str):
@@ -49,7 +51,7 @@ def _get(config, dotted: str):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError naming the field for any value outside its allowed range."""
+    """Raises `errors.ConfigError` (a ValueError) naming each field outside its allowed range."""
     problems = []
     for field, allowed in CHOICES.items():
         if _get(config, field) not in allowed:
@@ -68,4 +70,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
         problems.append("data.path is required for the folder dataset "
                         "(--config.data.path=FOLDER_OR_CSV)")
     if problems:
-        raise ValueError("invalid config: " + "; ".join(problems))
+        raise errors.ConfigError("invalid config: " + "; ".join(problems))

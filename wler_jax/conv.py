@@ -14,11 +14,12 @@ initialisers and dtype promotion, identical forward) with a `jax.custom_vjp` on 
     without reshaping the batch axis away, so a batch-sharded input (jit over a "data" mesh)
     gives partial sums that GSPMD all-reduces.
 
-`impl="auto"` picks the matmul kernel gradient on the CPU backend (chosen when traced) for
-wide layers (C_in * C_out >= AUTO_MIN_CHANNEL_PRODUCT) only: with few channels the matmuls are
-thin and memory-bound and XLA's own kernel gradient is as fast or faster (measured at widths
-0.125 and 0.25, bench/README.md). Elsewhere (GPUs: cuDNN's weight gradient is fast) "auto" is the
-plain `lax` convolution, exactly nn.Conv.
+`impl` is explicit: "xla" (the plain `lax` convolution, exactly nn.Conv; GPUs and TPUs, where
+cuDNN's weight gradient is fast), "matmul_grad" (every layer) or "matmul_grad_wide" (the matmul
+kernel gradient for wide layers only, C_in * C_out >= AUTO_MIN_CHANNEL_PRODUCT: with few channels
+the matmuls are thin and memory-bound and XLA's own kernel gradient is as fast or faster, measured
+at widths 0.125 and 0.25, bench/README.md). Which one a run uses is chosen once, where the model
+is built, from the devices of the run (`models.resolve_ops`); nothing here looks at the backend.
 """
 from __future__ import annotations
 
@@ -31,11 +32,11 @@ import jax.numpy as jnp
 from flax.linen import dtypes as flax_dtypes
 from jax import lax
 
-IMPLS = ("auto", "xla", "matmul_grad")
+IMPLS = ("xla", "matmul_grad", "matmul_grad_wide")
 # Output positions (B * rows * W_out) per chunk of the kernel gradient's im2col matmuls; ~2048
 # was fastest on XLA:CPU for conv2..conv5 at paper width (bench/README.md).
 KERNEL_GRAD_CHUNK_POSITIONS = 2048
-# "auto" uses the matmul kernel gradient on CPU for layers with at least this C_in * C_out
+# "matmul_grad_wide" uses the matmul kernel gradient for layers with at least this C_in * C_out
 # (the paper-width conv2..conv5 and FCv1; none at widths <= 0.25). conv1 (C_in = 1) stays on
 # XLA: its matmul gradient is ~2x faster alone at widths >= 0.5 but the train step did not
 # measurably gain (bench/README.md).
@@ -48,14 +49,12 @@ Padding = tuple[tuple[int, int], tuple[int, int]]
 def resolve_impl(impl: str, c_in: int | None = None, c_out: int | None = None) -> str:
     """The implementation `impl` means for a layer of c_in -> c_out channels.
 
-    "auto" -> "matmul_grad" on the CPU backend when c_in * c_out >= AUTO_MIN_CHANNEL_PRODUCT
-    (or when the channels are not given), "xla" otherwise; "xla" / "matmul_grad" unchanged.
+    "matmul_grad_wide" -> "matmul_grad" when c_in * c_out >= AUTO_MIN_CHANNEL_PRODUCT (or when
+    the channels are not given), "xla" otherwise; "xla" / "matmul_grad" unchanged.
     """
     if impl not in IMPLS:
         raise ValueError(f"conv impl must be one of {IMPLS}, got {impl!r}")
-    if impl == "auto":
-        if jax.default_backend() != "cpu":
-            return "xla"
+    if impl == "matmul_grad_wide":
         if c_in is not None and c_out is not None and c_in * c_out < AUTO_MIN_CHANNEL_PRODUCT:
             return "xla"
         return "matmul_grad"
@@ -158,13 +157,13 @@ conv_matmul_grad.defvjp(_fwd, _bwd)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, padding: str | Sequence[tuple[int, int]] = "SAME",
-           impl: str = "auto") -> jax.Array:
+           impl: str = "xla") -> jax.Array:
     """Stride-1 NHWC x HWIO convolution, no bias; `impl` as in `Conv`.
 
     Args:
       x: [B, H, W, C_in]; kernel: [K_h, K_w, C_in, C_out] (same dtype).
       padding: "SAME", "VALID" or ((top, bottom), (left, right)).
-      impl: "auto" | "xla" | "matmul_grad".
+      impl: "xla" | "matmul_grad" | "matmul_grad_wide".
     Returns:
       [B, H_out, W_out, C_out].
     """
@@ -190,8 +189,7 @@ class Conv(nn.Module):
       dtype: compute dtype (None: from the input and params); param_dtype: parameter dtype.
       kernel_init, bias_init: initialisers (nn.Conv's defaults).
       impl: "matmul_grad" (custom VJP, kernel gradient as matmuls), "xla" (plain lax conv,
-        = nn.Conv), or "auto" (matmul_grad on the CPU backend for wide layers, see
-        `resolve_impl`; xla elsewhere).
+        = nn.Conv), or "matmul_grad_wide" (matmul_grad for wide layers only, see `resolve_impl`).
     """
 
     features: int
@@ -202,7 +200,7 @@ class Conv(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Callable = nn.initializers.lecun_normal()
     bias_init: Callable = nn.initializers.zeros_init()
-    impl: str = "auto"
+    impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, separate_bias: bool = False):
@@ -210,7 +208,7 @@ class Conv(nn.Module):
 
         With separate_bias=True, returns (convolution without the bias, bias [features] in the
         compute dtype, or None without a bias) so that a following op can add it itself (e.g.
-        `pool.relu_max_pool_2x2`, which adds it after pooling).
+        `relu_max_pool.relu_max_pool_2x2`, which adds it after pooling).
         """
         if x.ndim != 4:
             raise ValueError(f"Conv takes [B, H, W, C] input, got shape {x.shape}")

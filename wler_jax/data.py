@@ -13,7 +13,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from wler_jax import errors
+
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "wler_jax", "tfds")
+# The dataset names `config.data.name` takes: the keys of `datasets.registry.BUILDERS`
+# (tests/test_config.py holds the two together; this module stays light for config files).
+DATASETS = ("synthetic", "urbansound", "urbansound8k", "esc50", "audioset", "folder")
 
 
 def dataset_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -27,7 +32,7 @@ def dataset_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
         return {"classes": tuple(c.strip() for c in d.classes.split(";"))} if d.classes else {}
     if d.name == "folder":
         if not d.path:
-            raise ValueError("the folder dataset needs --config.data.path=PATH (a folder with one "
+            raise errors.ConfigError("the folder dataset needs --config.data.path=PATH (a folder with one "
                              "sub-folder per label, or a CSV with columns path,labels[,split])")
         return {"path": os.path.abspath(os.path.expanduser(d.path)), "seed": d.seed}
     return {}
@@ -46,8 +51,8 @@ def load(config: ml_collections.ConfigDict) -> tuple[dict, list[str], dict]:
         hint = ("; a folder/CSV dataset gets a validation split carved from train (15 %) when "
                 "it lists both train and test, and a seeded 70/15/15 split when it lists none"
                 if config.data.name == "folder" else "")
-        raise ValueError(f"dataset {config.data.name!r} has no {missing} split(s) to train on; "
-                         f"it has {sorted(sources)}{hint}")
+        raise errors.DataError(f"dataset {config.data.name!r} has no {missing} split(s) to train "
+                               f"on; it has {sorted(sources)}{hint}")
     logging.info("dataset %s: %s recordings per split, %d classes; data in %s",
                  config.data.name, info["num_examples"], len(class_names), info["data_dir"])
     return sources, class_names, info
@@ -91,16 +96,14 @@ def localisation(table: SplitTable, segments: list, class_names: list[str], *, t
       lengths: samples per recording (the batcher's scan).
     """
     from wler_jax import localisation as loc
+    from wler_jax.geometry import SAMPLE_RATE, num_frames_for_samples
 
     if not any(len(e["label"]) for e in table.events):
         return None
     preds, truth, durations = {}, {}, {}
     for i, rid in enumerate(table.ids):
-        frames = 1 + int(lengths[i]) // 512
-        durations[rid] = float(lengths[i]) / 44_100
-        preds[rid] = loc.grid_scores(segments[i], frames)
-        ev = table.events[i]
-        truth[rid] = [(float(on), float(off), class_names[int(lab)])
-                      for lab, on, off in zip(ev["label"], ev["onset"], ev["offset"])]
+        durations[rid] = float(lengths[i]) / SAMPLE_RATE
+        preds[rid] = loc.grid_scores(segments[i], num_frames_for_samples(int(lengths[i])))
+        truth[rid] = loc.events_to_ground_truth(table.events[i], class_names)
     return loc.localisation_metrics(preds, truth, durations, class_names, threshold=threshold,
                                     psds2=True)

@@ -112,7 +112,9 @@ class ExportedModel(NamedTuple):
         lengths = np.asarray(lengths, np.int32).reshape(-1)
         if self.info["inputs"] == "audio":
             if x.dtype == np.int16:
-                x = x.astype(np.float32) * np.float32(1.0 / 32767.0)
+                from wler_jax.geometry import from_int16  # numpy only
+
+                x = from_int16(x)
             x = np.asarray(x, np.float32).reshape(len(lengths), -1)
             blocks = max(-(-x.shape[1] // HOP), MIN_FRAMES - 1)
             x = np.pad(x, ((0, 0), (0, blocks * HOP - x.shape[1])))

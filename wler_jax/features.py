@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wler_jax.geometry import HOP_LENGTH, N_FFTS, N_MELS, SAMPLE_RATE, num_frames_for_samples
+from wler_jax.geometry import (HOP_LENGTH, N_FFTS, N_MELS, SAMPLE_RATE, from_int16,
+                               num_frames_for_samples)
 
 AMIN = 1e-10  # power floor before the log: librosa.power_to_db(amin=1e-10)
 FLOOR_DB = float(10.0 * np.log10(AMIN))  # -100 dB: the value of silence and of padding frames
@@ -68,7 +69,7 @@ def log_mel(waveforms: jax.Array, lengths: jax.Array, n_fft: int) -> tuple[jax.A
     if n_fft % HOP_LENGTH:
         raise ValueError(f"n_fft must be a multiple of {HOP_LENGTH}, got {n_fft}")
     if waveforms.dtype == jnp.int16:
-        waveforms = waveforms.astype(jnp.float32) * (1.0 / 32767.0)
+        waveforms = from_int16(waveforms)
     waveforms = waveforms.astype(jnp.float32)
     batch, length = waveforms.shape
     lengths = jnp.asarray(lengths, jnp.int32)

@@ -21,7 +21,8 @@ Batch format (a dict of numpy arrays, B rows, bucket of F frames, C classes):
   "labels":       float32 [B, C] multi-hot weak labels (zeros for padding rows).
   "weight":       float32 [B]  1 for real recordings, 0 for padding rows.
   "index":        int32   [B]  position of the recording in the source, -1 for padding rows.
-  "segment_mask": bool    [B, F // 32 - 3]  `geometry.segment_mask` (all False on padding rows).
+The model derives its segment and window masks from "num_frames" (`geometry.segment_mask`,
+`geometry.window_mask`), so no mask travels with the batch.
 """
 from __future__ import annotations
 
@@ -35,8 +36,7 @@ import numpy as np
 
 from wler_jax import geometry
 from wler_jax.batch_plan import (  # noqa: F401  (re-exported: the pipeline's public names)
-    PADDING_INDEX, PlanItem, RecordingBatcher, bucket_ladder, read_records, scan_lengths,
-    window_mask)
+    PADDING_INDEX, PlanItem, RecordingBatcher, bucket_ladder, read_records, scan_lengths)
 
 Batch = dict[str, np.ndarray]
 
@@ -91,7 +91,6 @@ def collate(source, bucket_frames: int, indices: np.ndarray, *, num_classes: int
         labels[row, classes] = 1.0
     real = indices >= 0
     num_frames = np.where(real, geometry.num_frames_for_samples(num_samples), 0).astype(np.int32)
-    segment_mask = geometry.segment_mask(num_frames, int(bucket_frames)) & real[:, None]
     return {
         "audio": audio,
         "num_samples": num_samples,
@@ -99,7 +98,6 @@ def collate(source, bucket_frames: int, indices: np.ndarray, *, num_classes: int
         "labels": labels,
         "weight": real.astype(np.float32),
         "index": indices,
-        "segment_mask": segment_mask,
     }
 
 

@@ -2,7 +2,9 @@
 
 `--config=configs/slat.py` trains the SLAT baseline; `configs/X.py:VARIANT[,VARIANT]` picks a
 dataset (synthetic, urbansound, urbansound8k, esc50, audioset, folder) and a size (smoke, cpu,
-full); `--config.a.b=v` overrides any field.
+full); `--config.a.b=v` overrides any field. The entry point: the only place its flags are
+defined. User errors (bad config, missing data, an incompatible workdir) end in one line on
+stderr and exit code 2 (`wler_jax.errors`); anything else keeps its traceback.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from wler_jax import config_check
+from wler_jax import config_check, errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/wler.py).",
@@ -31,12 +33,14 @@ class _QuietLibraries:
 def main(argv):
     logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        errors.fail(f"unexpected arguments {argv[1:]}; give options as --config.a.b=v")
     config = FLAGS.config
-    try:
+    with errors.report_user_errors():
         config_check.validate(config)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
+        _train(config)
+
+
+def _train(config) -> None:
     workdir = FLAGS.workdir or os.path.join("workdirs", f"{config.method}_{config.data.name}")
     if not FLAGS.workdir:
         logging.info("no --workdir given: using %s", os.path.abspath(workdir))

@@ -1,14 +1,29 @@
-"""The paper's networks in Flax linen (DESIGN §2): the conv stack, N_S, N_T and N_W.
+"""The model family (DESIGN §2): the paper's networks in Flax linen and `ModelSpec`, its one entry.
+
+Synopsis::
+
+    spec = ModelSpec.from_config(config, num_classes, devices=mesh.devices.flat)
+    params = spec.init(rng)                                   # float32 parameter tree
+    seg, mask, extras = spec.segment_logits(params, features, num_frames)   # WLER and SLAT alike
+    clip = spec.clip_logits(params, seg, mask, extras)        # the method's global pooling
+    logits, valid = spec.training_logits(params, features, num_frames, rngs=..., slat_hop=128)
+
+`ModelSpec` fixes the network's function (method, width, pooling, dtype, dropout, SLAT's test hop)
+and the op implementations (`conv_impl`, `pool_impl`), chosen once from the devices of the run
+(`resolve_ops`); callers never branch on the method or the module class. Anything else the model
+needs to score a recording belongs on the spec / module too, so that training, `predict_fn`,
+chunked scoring and export apply it identically.
 
 Layout NHWC with H = time (frames) and W = mel bands. `ConvStack` is shared: `SegmentNet` (N_S)
-puts the dense head of SLAT on a 128-frame window; `WLER` (N_W) puts the fully convolutional
-head (FCv1 4x4 VALID, FCv2 1x1) on a whole recording and pools its segment logits with a mask.
-`WLER` masks every conv input to the recording's valid length, so a recording scores the same in
-any batch as alone: padding frames can hold anything.
+puts the dense head of SLAT on a 128-frame window (`slat_windows` cuts them); `WLER` (N_W) puts
+the fully convolutional head (FCv1 4x4 VALID, FCv2 1x1) on a whole recording and pools its
+segment logits with a mask. `WLER` masks every conv input to the recording's valid length, so a
+recording scores the same in any batch as alone: padding frames can hold anything.
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Iterable, Optional
 
 import flax.linen as nn
 import jax
@@ -16,10 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from wler_jax import conv as conv_lib
-from wler_jax import pool as pool_lib
 from wler_jax import pooling as pooling_lib
+from wler_jax import relu_max_pool
 from wler_jax.features import FLOOR_DB
-from wler_jax.geometry import N_MELS, SEGMENT_FRAMES, segment_mask
+from wler_jax.geometry import N_MELS, SEGMENT_FRAMES, SEGMENT_HOP, segment_mask, window_mask
 
 PAPER_FILTERS = (96, 128, 128, 256, 256)  # C1P1 .. C5P5
 PAPER_HIDDEN = 256  # FC1 / FCv1 units
@@ -66,19 +81,19 @@ class ConvStack(nn.Module):
     With `lengths`, each conv input is zeroed at and after the example's valid length at that
     resolution (length // 2**block), so padded frames never reach a valid output.
 
-    `conv_impl` picks the convolutions' kernel-gradient implementation (`conv.Conv`): "auto"
-    (matmul kernel gradient on the CPU backend for wide layers, plain XLA elsewhere),
-    "matmul_grad" (every layer) or "xla" (= flax.linen.Conv). Parameters and forward results are the same for all three.
-    `pool_impl` picks how bias + ReLU + max pool run (`pool.relu_max_pool_2x2`): "auto" (on the
-    CPU backend the fused custom-VJP op, each window's gradient to its first maximal element as
-    in PyTorch; plain autodiff elsewhere), "fused" or "xla" (autodiff of
-    `max_pool_2x2(nn.relu(x + bias))`, ties share the gradient). Forward results are the same.
+    `conv_impl` picks the convolutions' kernel-gradient implementation (`conv.Conv`): "xla"
+    (= flax.linen.Conv), "matmul_grad" (every layer) or "matmul_grad_wide" (wide layers only).
+    Parameters and forward results are the same for all three.
+    `pool_impl` picks how bias + ReLU + max pool run (`relu_max_pool.relu_max_pool_2x2`): "fused"
+    (the custom-VJP op, each window's gradient to its first maximal element as in PyTorch) or
+    "xla" (autodiff of `max_pool_2x2(nn.relu(x + bias))`, ties share the gradient). Forward
+    results are the same. `resolve_ops` chooses both for a run's devices.
     """
 
     width: float = 1.0
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
-    pool_impl: str = "auto"
+    conv_impl: str = "xla"
+    pool_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
@@ -95,7 +110,7 @@ class ConvStack(nn.Module):
                                     impl=self.conv_impl, name=f"conv{i + 1}")(
                 x, separate_bias=True)
             # = max_pool_2x2(nn.relu(x + bias)); the fused op adds the bias after pooling.
-            x = pool_lib.relu_max_pool_2x2(x, bias, self.pool_impl)
+            x = relu_max_pool.relu_max_pool_2x2(x, bias, self.pool_impl)
         return x
 
 
@@ -106,8 +121,8 @@ class SegmentNet(nn.Module):
     width: float = 1.0
     dropout_rate: float = 0.5
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
-    pool_impl: str = "auto"
+    conv_impl: str = "xla"
+    pool_impl: str = "xla"
 
     @nn.compact
     def __call__(self, windows: jax.Array, *, train: bool = False) -> jax.Array:
@@ -128,9 +143,10 @@ class WLER(nn.Module):
     """N_W: conv stack + fully convolutional head (N_T) + masked global pooling.
 
     Returns `(clip_logits [B, C], aux)` with aux["segment_logits"] [B, S, C] (N_T's output,
-    S = max(T, 128) // 32 - 3) and aux["segment_mask"] [B, S] (segment k valid iff
-    32k + 128 <= max(num_frames, 128)). `conv_impl` as in `ConvStack` (all convolutions,
-    FCv1 / FCv2 / attention included), `pool_impl` as in `ConvStack`.
+    S = max(T, 128) // 32 - 3), aux["segment_mask"] [B, S] (segment k valid iff
+    32k + 128 <= max(num_frames, 128)) and, for attention pooling, aux["attention_logits"]
+    [B, S, C]. `conv_impl` as in `ConvStack` (all convolutions, FCv1 / FCv2 / attention
+    included), `pool_impl` as in `ConvStack`.
     """
 
     num_classes: int
@@ -138,8 +154,8 @@ class WLER(nn.Module):
     dropout_rate: float = 0.5
     pooling: str = "max"
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
-    pool_impl: str = "auto"
+    conv_impl: str = "xla"
+    pool_impl: str = "xla"
 
     @nn.compact
     def __call__(self, features: jax.Array, num_frames: jax.Array, *,
@@ -167,7 +183,172 @@ class WLER(nn.Module):
         elif self.pooling == "auto_pool":
             extra["alpha"] = self.param("alpha", nn.initializers.ones, (self.num_classes,))
         clip = pool_fn(seg, mask, **extra)
-        return clip, {"segment_logits": seg, "segment_mask": mask}
+        aux = {"segment_logits": seg, "segment_mask": mask}
+        if "attention_logits" in extra:
+            aux["attention_logits"] = extra["attention_logits"]
+        return clip, aux
+
+
+def slat_windows(features: jax.Array, num_frames: jax.Array, hop: int
+                 ) -> tuple[jax.Array, jax.Array]:
+    """All 128-frame windows of each example (SLAT's inputs): ([N, W, 128, 128], valid [N, W]).
+
+    The input is padded exactly as N_W sees it (`prepare_input`), so window s of a recording is
+    the same frames N_T's segment s covers when hop = 32; validity is `geometry.window_mask`.
+    """
+    x, _ = prepare_input(features, num_frames)
+    valid = window_mask(num_frames, x.shape[1], hop=hop, xp=jnp)
+    idx = jnp.arange(valid.shape[1])[:, None] * hop + jnp.arange(SEGMENT_FRAMES)[None, :]
+    return x[:, idx], valid  # gather [N, W, 128, 128]
+
+
+# -- the op choice, once per run -----------------------------------------------------------------
+OP_IMPLS = ("auto", "cpu", "xla")  # config field model.op_impl
+# What each choice means for (conv_impl, pool_impl). "cpu": the matmul kernel gradient on wide
+# layers and the fused ReLU + 2x2 max pool (fast on XLA:CPU, bench/README.md); "xla": plain XLA
+# ops (= flax.linen.Conv and autodiff of the max pool; GPUs and TPUs). Forward results and
+# parameters are identical; only the gradients' implementation (and max-pool tie-breaking) differ.
+OPS = {"cpu": ("matmul_grad_wide", "fused"), "xla": ("xla", "xla")}
+
+
+def resolve_ops(op_impl: str, devices: Optional[Iterable[Any]] = None) -> str:
+    """`model.op_impl` for the devices a run computes on: "cpu" or "xla".
+
+    "auto" is "cpu" when every device is a CPU and "xla" otherwise; "cpu" / "xla" are kept.
+    `devices` defaults to `jax.devices()` (the process's default backend).
+    """
+    if op_impl not in OP_IMPLS:
+        raise ValueError(f"model.op_impl must be one of {OP_IMPLS}, got {op_impl!r}")
+    if op_impl != "auto":
+        return op_impl
+    devices = list(jax.devices() if devices is None else devices)
+    return "cpu" if devices and all(d.platform == "cpu" for d in devices) else "xla"
+
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What fixes the network's function (hashable: a static argument of the jitted functions).
+
+    Attributes:
+      method: "wler" (N_W on whole recordings) or "slat" (N_S on 128-frame windows).
+      num_classes: C.
+      width: channel width multiplier.
+      pooling: N_W's global pooling (`wler_jax.pooling`); SLAT always takes the max.
+      dtype: compute dtype name, "float32" or "bfloat16" (params stay float32).
+      dropout_rate: on the inputs of FC1/FCv1 and FC2/FCv2 (training only).
+      slat_hop: hop of SLAT's test windows in frames (32 = N_T's segment grid).
+      conv_impl: `conv.Conv` implementation, "xla" | "matmul_grad" | "matmul_grad_wide".
+      pool_impl: `relu_max_pool` implementation, "xla" | "fused".
+    """
+
+    method: str
+    num_classes: int
+    width: float
+    pooling: str = "max"
+    dtype: str = "float32"
+    dropout_rate: float = 0.5
+    slat_hop: int = SEGMENT_HOP
+    conv_impl: str = "xla"
+    pool_impl: str = "xla"
+
+    @classmethod
+    def from_config(cls, config, num_classes: int, *,
+                    devices: Optional[Iterable[Any]] = None) -> "ModelSpec":
+        """The spec of a training config (`configs/common.py` fields).
+
+        `config.model.op_impl` ("auto" when the config predates the field) is resolved for
+        `devices` (default `jax.devices()`): see `resolve_ops`.
+        """
+        ops = resolve_ops(config.model.get("op_impl", "auto"), devices)
+        conv_impl, pool_impl = OPS[ops]
+        return cls(method=config.method, num_classes=int(num_classes),
+                   width=float(config.model.width), pooling=config.model.pooling,
+                   dtype=config.model.dtype, dropout_rate=float(config.model.dropout_rate),
+                   slat_hop=int(config.input.slat_eval_hop), conv_impl=conv_impl,
+                   pool_impl=pool_impl)
+
+    @property
+    def ops(self) -> dict[str, str]:
+        """The op choice, as recorded in the workdir's run.json."""
+        return {"conv_impl": self.conv_impl, "pool_impl": self.pool_impl}
+
+    @property
+    def clip_pooling(self) -> str:
+        """The global pooling from segments to a clip: the configured one for WLER, max for SLAT
+        (a recording's score is its best window's)."""
+        return self.pooling if self.method == "wler" else "max"
+
+    def module(self) -> nn.Module:
+        """N_W (WLER) or N_S (SLAT) with this spec's width, dtype and ops."""
+        dtype = _DTYPES[self.dtype]
+        kwargs = dict(width=self.width, dropout_rate=self.dropout_rate, dtype=dtype,
+                      conv_impl=self.conv_impl, pool_impl=self.pool_impl)
+        if self.method == "wler":
+            return WLER(self.num_classes, pooling=self.pooling, **kwargs)
+        if self.method == "slat":
+            return SegmentNet(self.num_classes, **kwargs)
+        raise ValueError(f"unknown method {self.method!r}: 'wler' or 'slat'")
+
+    def init(self, rng: jax.Array) -> Any:
+        """Float32 parameters (the "params" collection) from a 128-frame dummy input."""
+        x = jnp.zeros((1, SEGMENT_FRAMES, N_MELS), jnp.float32)
+        if self.method == "wler":
+            return self.module().init(rng, x, jnp.array([SEGMENT_FRAMES]))["params"]
+        return self.module().init(rng, x)["params"]
+
+    def segment_logits(self, params: Any, features: jax.Array, num_frames: jax.Array, *,
+                       train: bool = False, rngs: Optional[dict] = None,
+                       hop: Optional[int] = None
+                       ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+        """One scale through the network: WLER's segments, or SLAT's windows scored one by one.
+
+        Args:
+          params: the "params" collection.
+          features: [B, T, 128] log-mel dB.
+          num_frames: [B] valid frames.
+          train: dropout on (needs rngs={"dropout": key}).
+          hop: SLAT's window hop (default `slat_hop`, the test grid); unused by WLER.
+        Returns:
+          segment_logits [B, S, C] float32, segment_mask [B, S] bool and extras, the per-segment
+          inputs of the global pooling ({"attention_logits": [B, S, C]} for attention pooling,
+          else {}). For WLER and SLAT at hop 32, S = max(T, 128) // 32 - 3.
+        """
+        module = self.module()
+        if self.method == "wler":
+            _, aux = module.apply({"params": params}, features, num_frames, train=train,
+                                  rngs=rngs)
+            extras = {k: aux[k] for k in ("attention_logits",) if k in aux}
+            return aux["segment_logits"], aux["segment_mask"], extras
+        wins, mask = slat_windows(features, num_frames, self.slat_hop if hop is None else hop)
+        n, w = mask.shape
+        logits = module.apply({"params": params}, wins.reshape(n * w, SEGMENT_FRAMES, -1),
+                              train=train, rngs=rngs)
+        return logits.reshape(n, w, -1).astype(jnp.float32), mask, {}
+
+    def clip_logits(self, params: Any, segment_logits: jax.Array, mask: jax.Array,
+                    extras: Optional[dict] = None) -> jax.Array:
+        """Masked global pooling of [B, S, C] segment logits -> [B, C] clip logits."""
+        extras = dict(extras or {})
+        if self.clip_pooling == "auto_pool":
+            extras["alpha"] = params["alpha"]
+        return pooling_lib.get(self.clip_pooling)(segment_logits, mask, **extras)
+
+    def training_logits(self, params: Any, features: jax.Array, num_frames: jax.Array, *,
+                        rngs: dict, slat_hop: int) -> tuple[jax.Array, jax.Array]:
+        """What the method's loss is computed on, each labelled with its recording's label.
+
+        WLER: one pooled clip per recording; SLAT: every `slat_hop`-spaced 128-frame window.
+        Returns logits [B, K, C] and their validity [B, K] (K = 1 for WLER).
+        """
+        seg, mask, extras = self.segment_logits(params, features, num_frames, train=True,
+                                                rngs=rngs, hop=slat_hop)
+        if self.method == "wler":
+            clip = self.clip_logits(params, seg, mask, extras)
+            return clip[:, None], jnp.ones((clip.shape[0], 1), bool)
+        return seg, mask
 
 
 def ns_to_nt_params(ns_params: dict) -> dict:

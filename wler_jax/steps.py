@@ -4,22 +4,22 @@ The step takes the pipeline's batch (int16 waveforms + lengths + multi-hot label
 and computes the log-mel scales on the device from that one transfer. Training treats each
 scale as its own example (the paper's 4x data): the step's examples are B recordings x 4
 scales. The loss is Eq. 2 (BCE averaged over classes) averaged over real examples; weight-0
-padding rows never count. Evaluation is `inference.predict`, the same function users call.
+padding rows never count. What a method trains on (WLER: pooled clips; SLAT: 128-frame windows)
+is the model's business (`ModelSpec.training_logits`): nothing here branches on the method.
+Evaluation is `inference.predict`, the same function users call.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
 from wler_jax import features as features_lib
-from wler_jax.geometry import N_FFTS, SAMPLE_RATE, SEGMENT_FRAMES
-from wler_jax.input_pipeline import window_mask
-from wler_jax.models import prepare_input
+from wler_jax.geometry import N_FFTS, SAMPLE_RATE
+from wler_jax.models import ModelSpec
 
 TrainState = train_state.TrainState
 
@@ -45,70 +45,59 @@ def scale_batch(batch: dict, n_ffts=N_FFTS, *, step: jax.Array | None = None
     return feats, rep(batch["num_frames"]), rep(batch["labels"]), rep(batch["weight"])
 
 
-def windows(features: jax.Array, num_frames: jax.Array, hop: int) -> tuple[jax.Array, jax.Array]:
-    """All 128-frame windows of each example: ([N, W, 128, 128], valid [N, W]).
-
-    The input is padded exactly as N_W sees it (`prepare_input`), so window s of a recording is
-    the same frames N_T's segment covers when hop = 32.
-    """
-    x, _ = prepare_input(features, num_frames)
-    valid = window_mask(num_frames, x.shape[1], hop=hop, xp=jnp)
-    idx = jnp.arange(valid.shape[1])[:, None] * hop + jnp.arange(SEGMENT_FRAMES)[None, :]
-    return x[:, idx], valid  # gather [N, W, 128, 128]
-
-
-def _bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Eq. 2: binary cross-entropy averaged over classes -> [N]."""
+def bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Eq. 2: binary cross-entropy averaged over classes -> logits.shape[:-1]."""
     return optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1)
 
 
-def wler_loss(params, batch: dict, rng, model: nn.Module, step=None) -> tuple[jax.Array, dict]:
-    """Recording-level BCE on N_W's pooled logits, every scale a separate example."""
+def feature_loss(spec: ModelSpec, params, features: jax.Array, num_frames: jax.Array,
+                 labels: jax.Array, weight: jax.Array, rng: jax.Array, *,
+                 slat_hop: int) -> tuple[jax.Array, dict]:
+    """The method's loss on log-mel examples: BCE of every training logit (WLER: the pooled
+    clip; SLAT: each valid window) against its recording's label, averaged over real ones.
+
+    Args:
+      features: [N, T, 128]; num_frames: [N]; labels: [N, C] multi-hot; weight: [N] (0: padding).
+    Returns:
+      (loss, {"examples": number of weighted examples}).
+    """
+    logits, valid = spec.training_logits(params, features, num_frames, rngs={"dropout": rng},
+                                         slat_hop=slat_hop)
+    per_example = bce(logits, labels[:, None, :])  # [N, K]
+    wts = valid * weight[:, None]
+    return (per_example * wts).sum() / jnp.maximum(wts.sum(), 1.0), {"examples": wts.sum()}
+
+
+def loss(spec: ModelSpec, params, batch: dict, rng: jax.Array, *, slat_hop: int = 128,
+         step=None) -> tuple[jax.Array, dict]:
+    """`feature_loss` on a waveform batch, every scale a separate example (`scale_batch`)."""
     feats, nf, labels, weight = scale_batch(batch, step=step)
-    clip, _ = model.apply({"params": params}, feats, nf, train=True, rngs={"dropout": rng})
-    per_example = _bce(clip, labels)
-    total = jnp.maximum(weight.sum(), 1.0)
-    return (per_example * weight).sum() / total, {"examples": weight.sum()}
+    return feature_loss(spec, params, feats, nf, labels, weight, rng, slat_hop=slat_hop)
 
 
-def slat_loss(params, batch: dict, rng, model: nn.Module, hop: int,
-              step=None) -> tuple[jax.Array, dict]:
-    """SLAT: every valid 128-frame window of every scale labelled with its recording's label."""
-    feats, nf, labels, weight = scale_batch(batch, step=step)
-    wins, valid = windows(feats, nf, hop)
-    n, w = valid.shape
-    logits = model.apply({"params": params}, wins.reshape(n * w, SEGMENT_FRAMES, -1), train=True,
-                         rngs={"dropout": rng})
-    per_window = _bce(logits, jnp.repeat(labels, w, axis=0))
-    wts = (valid * weight[:, None]).reshape(-1)
-    return (per_window * wts).sum() / jnp.maximum(wts.sum(), 1.0), {"examples": wts.sum()}
-
-
-def make_train_step(model: nn.Module, method: str, *, slat_hop: int = 128,
-                    base_rng: jax.Array, scales_per_step: str = "all") -> Callable:
+def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array,
+                    scales_per_step: str = "all") -> Callable:
     """(state, batch) -> (state, metrics): one optimiser step; dropout rng folded per step.
 
     `scales_per_step`: "all" (each step trains on all four scales of its recordings, the
     paper's 4x data within every epoch) or "one" (step k trains on scale k % 4 only: a quarter
     of the compute per step, so four times the optimiser steps for the same compute).
+    `slat_hop`: hop of SLAT's training windows in frames (unused by WLER).
     """
     if scales_per_step not in ("all", "one"):
         raise ValueError(f"scales_per_step must be 'all' or 'one', got {scales_per_step!r}")
-    if method == "wler":
-        loss_fn = lambda p, b, r, s: wler_loss(p, b, r, model, s)
-    elif method == "slat":
-        loss_fn = lambda p, b, r, s: slat_loss(p, b, r, model, slat_hop, s)
-    else:
-        raise ValueError(f"unknown method {method!r}: 'wler' or 'slat'")
+
+    def loss_fn(params, batch, rng, scale_step):
+        return loss(spec, params, batch, rng, slat_hop=slat_hop, step=scale_step)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(base_rng, state.step)
         scale_step = state.step if scales_per_step == "one" else None
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (value, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch, rng, scale_step)
         state = state.apply_gradients(grads=grads)
         weight = batch["weight"]
-        return state, {"loss": loss, "grad_norm": optax.tree.norm(grads),
+        return state, {"loss": value, "grad_norm": optax.tree.norm(grads),
                        "recordings": weight.sum(),
                        "audio_seconds": (batch["num_samples"] * weight).sum() / SAMPLE_RATE, **aux}
 

@@ -12,34 +12,28 @@ import functools
 import json
 import os
 import time
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import checkpoints, data, evaluate, inference, input_pipeline, models, steps
-from wler_jax.geometry import SEGMENT_FRAMES
+from wler_jax import (checkpoints, data, errors, evaluate, inference, input_pipeline, models,
+                      steps)
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
                      "data.classes", "data.validation_fold", "data.test_fold", "seed")
+# model.* fields that may differ on resume: the op implementations compute the same function.
+NOT_COMPARED_MODEL_FIELDS = ("op_impl",)
 
 
-def create_model(config: ml_collections.ConfigDict, num_classes: int):
-    """N_W for WLER, N_S for SLAT, at the configured width, pooling and compute dtype."""
-    return inference.ModelSpec.from_config(config, num_classes).module()
-
-
-def init_params(model, rng: jax.Array) -> Any:
-    """Float32 parameters of `model` (N_W or N_S) from a 128-frame dummy input."""
-    x = jnp.zeros((1, SEGMENT_FRAMES, 128), jnp.float32)
-    if isinstance(model, models.WLER):
-        return model.init(rng, x, jnp.array([SEGMENT_FRAMES]))["params"]
-    return model.init(rng, x)["params"]
+def create_model(config: ml_collections.ConfigDict, num_classes: int, devices=None
+                 ) -> models.ModelSpec:
+    """The spec of N_W (WLER) or N_S (SLAT) at the configured width, pooling, compute dtype and
+    ops; `config.model.op_impl` is resolved for `devices` (default: all of `jax.devices()`)."""
+    return models.ModelSpec.from_config(config, num_classes, devices=devices)
 
 
 def _compatible_view(config_dict: dict) -> dict:
@@ -48,6 +42,8 @@ def _compatible_view(config_dict: dict) -> dict:
         node = config_dict
         for part in field.split("."):
             node = node.get(part) if isinstance(node, dict) else None
+        if field == "model" and isinstance(node, dict):  # the ops do not change the function
+            node = {k: v for k, v in node.items() if k not in NOT_COMPARED_MODEL_FIELDS}
         out[field] = node
     return out
 
@@ -63,7 +59,7 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict, class_names: 
     old, new = _compatible_view(run["config"]), _compatible_view(config.to_dict())
     problems += [f"{k}: {old[k]!r} != {new[k]!r}" for k in old if old[k] != new[k]]
     if problems:
-        raise ValueError(
+        raise errors.IncompatibleWorkdirError(
             f"workdir {workdir} was made with an incompatible config ({'; '.join(problems)}); "
             "use another --workdir or delete this one")
 
@@ -122,13 +118,22 @@ def predict_split(eval_fn, params, source, batcher, mesh_sharding, config) -> di
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train `config.method` on `config.data`, evaluate, write `workdir/results.json`."""
     workdir = os.path.abspath(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise errors.NotAWorkdirError(f"--workdir {workdir} is a file, not a directory; give a "
+                                      "new directory or an earlier run's workdir")
     os.makedirs(workdir, exist_ok=True)
     sources, class_names, data_info = data.load(config)
     check_workdir(workdir, config, class_names)
-    checkpoints.write_run_file(workdir, {"config": config.to_dict(), "class_names": class_names,
-                                         "data": data_info})
     num_classes = len(class_names)
     mesh = Mesh(np.array(jax.devices()), ("data",))
+    spec = create_model(config, num_classes, devices=mesh.devices.flat)
+    checkpoints.write_run_file(workdir, {"config": config.to_dict(), "class_names": class_names,
+                                         "data": data_info, "ops": {
+                                             "op_impl": config.model.op_impl,
+                                             "resolved": models.resolve_ops(
+                                                 config.model.op_impl, mesh.devices.flat),
+                                             "platform": mesh.devices.flat[0].platform,
+                                             **spec.ops}})
     batch_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     num_devices = jax.device_count()
     logging.info("%d device(s): %s; workdir %s", num_devices, jax.devices()[0].device_kind, workdir)
@@ -139,16 +144,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         shuffle=(split == "train"), max_frames=(config.input.max_frames or None) if split == "train"
         else None) for split, src in sources.items()}
 
-    model = create_model(config, num_classes)
     rng = jax.random.key(config.seed)
     init_rng, dropout_rng = jax.random.split(rng)
     tx = steps.make_optimizer(config.train.optimizer, config.train.learning_rate,
                               adagrad_eps=config.train.adagrad_eps,
                               adagrad_initial_accumulator=config.train.adagrad_initial_accumulator)
-    state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=init_params(model, r),
-                                                      tx=tx), out_shardings=replicated)(init_rng)
-    logging.info("%s model, %d parameters (width %.3g, pooling %s)", config.method.upper(),
-                 models.num_params(state.params), config.model.width, config.model.pooling)
+    state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=spec.init(r), tx=tx),
+                    out_shardings=replicated)(init_rng)
+    logging.info("%s model, %d parameters (width %.3g, pooling %s, ops: conv %s, pool %s)",
+                 config.method.upper(), models.num_params(state.params), config.model.width,
+                 config.model.pooling, spec.conv_impl, spec.pool_impl)
 
     ckpt = checkpoints.Checkpointer(workdir)
     meta = {"epoch": 0, "batch": 0, "history": [], "best": None}
@@ -158,12 +163,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("resuming from step %d (epoch %d, batch %d)", int(state.step),
                      meta["epoch"] + 1, meta["batch"])
 
-    train_step = jax.jit(steps.make_train_step(model, config.method, slat_hop=config.input.slat_hop,
+    train_step = jax.jit(steps.make_train_step(spec, slat_hop=config.input.slat_hop,
                                                base_rng=dropout_rng,
                                                scales_per_step=config.train.scales_per_step),
                          donate_argnums=0)
-    eval_fn = functools.partial(inference.predict,  # jitted; the predict_fn users call
-                                inference.ModelSpec.from_config(config, num_classes))
+    eval_fn = functools.partial(inference.predict, spec)  # jitted; the predict_fn users call
     from tensorboardX import SummaryWriter
     writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
     train_src, train_batcher = sources["train"], batchers["train"]

@@ -45,7 +45,8 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from wler_jax import audio
+from wler_jax import audio, errors
+from wler_jax.audio import AUDIO_EXTENSIONS, is_audio_file  # noqa: F401  (the one list)
 from wler_jax.datasets import tfds_compat
 
 tfds_compat.install()  # splits over 1 GB spill to disk through tf.io.gfile otherwise
@@ -54,19 +55,12 @@ SPLITS = ("train", "validation", "test")
 SKIP_REPORT_FILE = "skip_report.json"
 VERSION = tfds.core.Version("1.1.0")
 
-# Extensions treated as audio when a layout is discovered by listing a folder (libsndfile's
-# formats plus mp3/opus; anything it cannot decode ends up in the skip report, not silently lost).
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-    ".au", ".snd", ".caf", ".w64", ".rf64", ".m4a", ".mp4", ".wma", ".webm",
-})
+class ManualDataError(errors.MissingDataError):
+    """The user's local copy of a corpus is missing or incomplete; the message names the paths
+    (a FileNotFoundError, and an `errors.UserError` for the command lines)."""
 
 
-class ManualDataError(FileNotFoundError):
-    """The user's local copy of a corpus is missing or incomplete; the message names the paths."""
-
-
-class EmptySplitError(ValueError):
+class EmptySplitError(errors.DataError):
     """Every recording of a split was skipped, so the split cannot be written."""
 
 
@@ -131,10 +125,6 @@ def config_name(*parts: object) -> str:
     """A tfds-valid config name (characters [A-Za-z0-9_+.-]) from option parts."""
     text = "-".join(str(p) for p in parts)
     return "".join(c if (c.isalnum() and c.isascii()) or c in "_+.-" else "_" for c in text)
-
-
-def is_audio_file(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
 def find_corpus_root(manual_dir: os.PathLike | str, folder: str, marker: str, *, corpus: str,

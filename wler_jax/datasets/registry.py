@@ -21,6 +21,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 from absl import logging
 
+from wler_jax import errors
 from wler_jax.datasets import audioset
 from wler_jax.datasets import common
 from wler_jax.datasets import esc50
@@ -75,12 +76,21 @@ def build(name: str, *, data_dir: str, manual_dir: str | None = None,
       EmptySplitError (a ValueError): every file of a split was unusable.
     """
     if name not in BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(BUILDERS)}")
+        raise errors.DataError(f"unknown dataset {name!r}; expected one of {sorted(BUILDERS)}")
     cls = BUILDERS[name]
     data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
     manual_dir = (os.path.abspath(os.path.expanduser(os.fspath(manual_dir))) if manual_dir
                   else os.path.join(data_dir, "downloads", "manual"))
-    config = _config(cls, name, manual_dir, options)
+    try:  # options and the user's own listing (a folder or CSV): mistakes there are user errors
+        config = _config(cls, name, manual_dir, options)
+    except errors.UserError:
+        raise
+    except ValueError as e:
+        raise errors.DataError(f"{e}; fix the dataset options or the files they name") from e
+    except OSError as e:
+        raise errors.MissingDataError(f"{name}: cannot read {e.filename or e}: "
+                                      f"{e.strerror or e}; check the path and its "
+                                      "permissions") from e
     builder = cls(data_dir=data_dir, config=config, file_format="array_record")
     if builder.is_prepared():
         logging.info("Reusing %s/%s at %s", builder.name, config.name, builder.data_dir)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import FieldReference
 
-DATASETS = ("synthetic", "urbansound", "urbansound8k", "esc50", "audioset", "folder")
+from wler_jax.data import DATASETS  # the one list of dataset names
+
 SIZES = ("smoke", "cpu", "full")
 
 
@@ -53,6 +54,11 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c.model.pooling = "max"  # max | mean | linear_softmax | exp_softmax | attention | auto_pool
     c.model.dropout_rate = 0.5  # on the inputs of FC1/FCv1 and FC2/FCv2 (paper)
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
+    # Op implementations (same function, different speed): auto (cpu when every device of the
+    # run is a CPU, else xla) | cpu (matmul kernel gradients on wide convs and the fused
+    # ReLU + 2x2 max pool: fast on XLA:CPU) | xla (plain XLA ops: GPUs and TPUs). Recorded,
+    # resolved, in the workdir's run.json.
+    c.model.op_impl = "auto"
 
     c.input = ml_collections.ConfigDict()
     c.input.frame_budget = 32 * 1280  # frames per batch (before the 4x scales); sets batch size

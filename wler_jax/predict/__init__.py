@@ -1,4 +1,5 @@
-"""Prediction from a trained workdir: a Python API for other JAX code, and a command line.
+"""Prediction from a trained workdir: a Python API for other JAX code (the command line is
+`python -m wler_jax.predict`, in `__main__.py`; importing this package defines no flags).
 
 Python (DESIGN §5; `USAGE_SNIPPET` below is run by the tests)::
 
@@ -56,17 +57,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from absl import app, flags, logging
-import numpy as np
+from absl import logging
 
 from wler_jax import audio as audio_lib
-from wler_jax import chunked, inference, reports
-from wler_jax.audio import AudioError
+from wler_jax import chunked, errors, inference
+from wler_jax.audio import AUDIO_EXTENSIONS, AudioError  # noqa: F401  (re-exported)
 from wler_jax.chunked import Prediction
-from wler_jax.inference import ModelSpec
+from wler_jax.models import ModelSpec
 
 USAGE_SNIPPET = '''\
 import jax
@@ -106,10 +105,6 @@ long = predict_waveform(model, np.tile(audio[0], 20))  # 60 s
 print(long.clip.shape, long.segments.shape, round(long.duration, 1))
 '''
 
-AUDIO_EXTENSIONS = frozenset(
-    "." + e for e in ("wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "aifc",
-                      "au", "snd", "caf", "w64", "rf64", "voc", "sph", "nist", "sd2", "htk",
-                      "xi", "paf", "pvf", "mat", "sf", "avr", "svx"))
 DEFAULT_CHUNK_FRAMES = 2048  # ~23.8 s per chunk; 160 frames of each overlap the next
 
 
@@ -123,7 +118,7 @@ class Model:
       config: the training config (`ml_collections.ConfigDict`).
       predict_fn: jitted pure `(params, batch) -> {"clip", "segments", "segment_mask"}`
         (`inference.predict` with this model's spec bound).
-      spec: what fixes the network (`inference.ModelSpec`).
+      spec: what fixes the network (`models.ModelSpec`).
       workdir: where it was loaded from.
     """
 
@@ -138,8 +133,12 @@ class Model:
 def load_model(workdir: str) -> Model:
     """The best checkpoint of a training workdir (WLER or SLAT), with its classes and config.
 
+    The ops (`config.model.op_impl`, "auto" for workdirs made before the field) are chosen for
+    this process's devices.
+
     Raises:
-      FileNotFoundError: `workdir` holds no run.json or no best checkpoint.
+      errors.NotAWorkdirError (a FileNotFoundError): `workdir` holds no run.json or no best
+        checkpoint.
     """
     import functools
 
@@ -150,13 +149,17 @@ def load_model(workdir: str) -> Model:
     workdir = os.path.abspath(workdir)
     run = checkpoints.read_run_file(workdir)
     if run is None:
-        raise FileNotFoundError(f"{workdir}: no {checkpoints.RUN_FILE}; not a wler_jax workdir "
-                                "(train one with python -m wler_jax.main --workdir=...)")
+        raise errors.NotAWorkdirError(
+            f"{workdir}: no {checkpoints.RUN_FILE}; not a wler_jax workdir (give the --workdir "
+            "of a run of python -m wler_jax.main, or train one)")
     config = ml_collections.ConfigDict(run["config"])
     class_names = tuple(run["class_names"])
     ckpt = checkpoints.Checkpointer(workdir)
     try:
         params, meta = ckpt.restore_best()
+    except FileNotFoundError as e:
+        raise errors.NotAWorkdirError(f"{workdir}: {e}; the run has not finished an evaluation "
+                                      "yet: let it train at least one epoch") from e
     finally:
         ckpt.close()
     spec = ModelSpec.from_config(config, len(class_names))
@@ -206,11 +209,12 @@ def predict_file(model: Model, path: str, **kwargs) -> Prediction:
     return prediction
 
 
-# -- command line ------------------------------------------------------------------------------
+# -- files -------------------------------------------------------------------------------------
 def find_audio_files(inputs: Sequence[str]) -> list[tuple[str, str]]:
     """(path, name) of every file to score: files as given (name = base name), folders searched
-    recursively for `AUDIO_EXTENSIONS` (name = path relative to the folder). Sorted within a
-    folder; duplicates (same real path) kept once."""
+    recursively for audio files (`audio.is_audio_file`: `AUDIO_EXTENSIONS`, not hidden; name =
+    path relative to the folder). Sorted within a folder; duplicates (same real path) kept
+    once."""
     found, seen = [], set()
     for item in inputs:
         if os.path.isdir(item):
@@ -218,8 +222,7 @@ def find_audio_files(inputs: Sequence[str]) -> list[tuple[str, str]]:
             for root, dirs, files in os.walk(item):
                 dirs.sort()
                 pairs += [(os.path.join(root, f), os.path.relpath(os.path.join(root, f), item))
-                          for f in sorted(files)
-                          if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
+                          for f in sorted(files) if audio_lib.is_audio_file(f)]
             if not pairs:
                 logging.warning("no audio files (%s) under %s", ", ".join(sorted(
                     AUDIO_EXTENSIONS)), item)
@@ -233,97 +236,11 @@ def find_audio_files(inputs: Sequence[str]) -> list[tuple[str, str]]:
     return found
 
 
-FLAGS = flags.FLAGS
-# allow_override: `--workdir` is also defined by wler_jax.main; both may be imported in one process.
-flags.DEFINE_string("workdir", None, "Training workdir to load the best checkpoint from.",
-                    allow_override=True)
-flags.DEFINE_string("output", "predictions.json", "Output file: .json or .csv (see module doc).")
-flags.DEFINE_float("threshold", 0.5, "Decision threshold for merged segments and events "
-                   "(probability strictly above it counts as active).")
-flags.DEFINE_string("events_tsv", None, "Also write a DCASE event list (TSV) here.")
-flags.DEFINE_integer("median_filter", 1, "Median filter length in 32-frame cells (~0.37 s) "
-                     "applied to the time line before --events_tsv detection (1 = off).")
-flags.DEFINE_enum("grid_reduce", "max", ["max", "mean"], "How the four overlapping segments "
-                  "covering a 32-frame cell combine into its score (--events_tsv).")
-flags.DEFINE_string("plot", None, "Write a PNG of segment scores over time per file here.")
-flags.DEFINE_integer("chunk_frames", DEFAULT_CHUNK_FRAMES, "Frames per chunk (multiple of 32, "
-                     ">= 256); bounds memory whatever the recording length.")
-flags.DEFINE_integer("batch_size", 0, "Chunks per device call (0: 1 on CPU, 8 on accelerators).")
-flags.DEFINE_bool("progress", True, "Progress bar over files on stderr.")
-
-
-class _QuietLibraries:
-    """Drops INFO lines of orbax (a dozen per restore) and jax's backend probing from the log."""
-
-    def filter(self, record) -> bool:
-        return record.levelno >= 30 or not any(
-            s in record.pathname for s in ("orbax", "xla_bridge"))
-
-
-def main(argv: Sequence[str]) -> int:
-    inputs = list(argv[1:])
-    handler = logging.get_absl_handler()
-    if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
-        handler.addFilter(_QuietLibraries())
-    if not FLAGS.workdir:
-        raise app.UsageError("--workdir is required")
-    if not inputs:
-        raise app.UsageError("give audio files or folders to score")
-    ext = os.path.splitext(FLAGS.output)[1].lower()
-    if ext not in (".json", ".csv"):
-        raise app.UsageError(f"--output must end in .json or .csv, got {FLAGS.output}")
-    if not 0.0 <= FLAGS.threshold <= 1.0 or FLAGS.median_filter < 1:
-        raise app.UsageError("--threshold must be in [0, 1] and --median_filter >= 1")
-    import jax
-    from tqdm import tqdm
-
-    model = load_model(FLAGS.workdir)
-    batch_size = FLAGS.batch_size or (1 if jax.default_backend() == "cpu" else 8)
-    files = find_audio_files(inputs)
-    predictions: dict[int, Prediction] = {}
-    errors: dict[int, AudioError] = {}
-    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not FLAGS.progress) as bar:
-        for i, pred, err in predict_files(model, [p for p, _ in files],
-                                          chunk_frames=FLAGS.chunk_frames, batch_size=batch_size,
-                                          on_read=lambda: bar.update(1)):
-            if err is None:
-                predictions[i] = pred
-            else:
-                errors[i] = err
-    names = model.class_names
-    records = [reports.prediction_record(files[i][0], predictions[i], names, FLAGS.threshold)
-               for i in sorted(predictions)]
-    failed = [{"file": files[i][0], "reason": errors[i].reason} for i in sorted(errors)]
-    if ext == ".csv":
-        reports.write_csv(FLAGS.output, records, failed)
-    else:
-        reports.write_json(FLAGS.output, records, failed, workdir=model.workdir,
-                           class_names=list(names), threshold=FLAGS.threshold)
-    if FLAGS.events_tsv:
-        reports.write_events_tsv(FLAGS.events_tsv, [(files[i][1], reports.detect_file_events(
-            predictions[i], names, threshold=FLAGS.threshold, median_filter=FLAGS.median_filter,
-            reduce=FLAGS.grid_reduce)) for i in sorted(predictions)])
-    if FLAGS.plot:
-        os.makedirs(FLAGS.plot, exist_ok=True)
-        for i in sorted(predictions):
-            name = files[i][1].replace(os.sep, "__")
-            reports.plot_prediction(os.path.join(FLAGS.plot, name + ".png"), files[i][0],
-                                    predictions[i], names, FLAGS.threshold)
-    logging.info("scored %d file(s), %d failed; wrote %s", len(records), len(failed),
-                 FLAGS.output)
-    sys.stderr.write(f"scored {len(records)} file(s) -> {FLAGS.output}\n")
-    if failed:
-        sys.stderr.write(f"{len(failed)} file(s) failed:\n" + "".join(
-            f"  {f['file']}: {f['reason']}\n" for f in failed))
-        return 1
-    return 0
-
-
 def cli(argv: Sequence[str]) -> int:
-    """Run the command line in this process (tests, notebooks): argv[0] is the program name."""
-    FLAGS.unparse_flags()
-    return main(FLAGS(list(argv)))
+    """Run the command line in this process (tests, notebooks): argv[0] is the program name.
 
+    The flags are defined by the entry point (`wler_jax/predict/__main__.py`), imported here
+    on first use."""
+    from wler_jax.predict import __main__ as entry
 
-if __name__ == "__main__":
-    app.run(main)
+    return entry.cli(argv)

@@ -1,4 +1,4 @@
-"""Bias + ReLU + 2x2 max pool as one op whose backward is a single pass (fast on XLA:CPU).
+"""Bias + ReLU + 2x2 max pool of a conv block as one op whose backward is a single pass (fast on XLA:CPU).
 
 Why: autodiff of `max_pool_2x2(nn.relu(conv + bias))` writes the biased activation
 (conv1's output at paper width, 8 x 1280 x 128 x 96 float32, is 500 MB), keeps it for the
@@ -25,8 +25,10 @@ e.g. a bias-only output); the window's total gradient, and so d(bias), is the sa
 (With a bias, the maximum is taken before adding it: distinct x values that round to the same
 x + bias are not ties here, the larger x gets the gradient, still a maximal element.)
 
-`impl="auto"` uses the custom-VJP op on the CPU backend only (chosen when traced); elsewhere it
-is the plain `max_pool_2x2(relu(x + bias))` (autodiff's gradient), so GPUs are unchanged.
+Not to be confused with `wler_jax.pooling` (global pooling of segment scores into a clip score):
+this is the local 2x2 pool of each conv block. `impl` is explicit: "fused" (the custom-VJP op,
+fast on XLA:CPU) or "xla" (the plain `max_pool_2x2(relu(x + bias))`, autodiff's gradient, used on
+GPUs and TPUs); the run chooses once where the model is built (`models.resolve_ops`).
 """
 from __future__ import annotations
 
@@ -34,16 +36,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-IMPLS = ("auto", "xla", "fused")
+IMPLS = ("xla", "fused")
 _NO_GRAD = 4  # code of a window whose output is 0 or NaN: no element gets its gradient
 
 
 def resolve_impl(impl: str) -> str:
-    """"auto" -> "fused" on the CPU backend, "xla" elsewhere; "xla" / "fused" unchanged."""
+    """`impl` checked: "xla" or "fused" (ValueError otherwise)."""
     if impl not in IMPLS:
         raise ValueError(f"pool impl must be one of {IMPLS}, got {impl!r}")
-    if impl == "auto":
-        return "fused" if jax.default_backend() == "cpu" else "xla"
     return impl
 
 
@@ -119,15 +119,14 @@ _fused.defvjp(_fwd, _bwd)
 
 
 def relu_max_pool_2x2(x: jax.Array, bias: jax.Array | None = None,
-                      impl: str = "auto") -> jax.Array:
+                      impl: str = "xla") -> jax.Array:
     """max_pool_2x2(relu(x + bias)) on [B, T, F, C] -> [B, T//2, F//2, C]; stride 2, VALID.
 
     Args:
       x: [B, T, F, C] (a convolution's output before its bias).
       bias: None or [C] (same dtype as x), added before the ReLU.
       impl: "fused" (custom VJP, each window's gradient to its first maximal element, see the
-        module docstring), "xla" (plain reshape-max, autodiff's gradient, split among ties), or
-        "auto" (fused on the CPU backend, xla elsewhere).
+        module docstring) or "xla" (plain reshape-max, autodiff's gradient, split among ties).
     Returns:
       [B, T//2, F//2, C], equal to `max_pool_2x2(nn.relu(x + bias))` for every impl.
     """

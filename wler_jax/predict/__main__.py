@@ -1,0 +1,123 @@
+"""`python -m wler_jax.predict --workdir=DIR FILES_OR_FOLDERS...`: the command line.
+
+The entry point: the only place the predict flags are defined (see `wler_jax.predict` for the
+outputs). User errors (not a workdir, no audio files, bad flags) end in one line on stderr and
+exit code 2 (`wler_jax.errors`); exit code 1 when some files failed, else 0.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from absl import app, flags, logging
+
+from wler_jax import errors, reports
+from wler_jax.audio import AUDIO_EXTENSIONS, AudioError
+from wler_jax.chunked import Prediction
+from wler_jax.predict import DEFAULT_CHUNK_FRAMES, find_audio_files, load_model, predict_files
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Training workdir to load the best checkpoint from.")
+flags.DEFINE_string("output", "predictions.json", "Output file: .json or .csv (see module doc).")
+flags.DEFINE_float("threshold", 0.5, "Decision threshold for merged segments and events "
+                   "(probability strictly above it counts as active).")
+flags.DEFINE_string("events_tsv", None, "Also write a DCASE event list (TSV) here.")
+flags.DEFINE_integer("median_filter", 1, "Median filter length in 32-frame cells (~0.37 s) "
+                     "applied to the time line before --events_tsv detection (1 = off).")
+flags.DEFINE_enum("grid_reduce", "max", ["max", "mean"], "How the four overlapping segments "
+                  "covering a 32-frame cell combine into its score (--events_tsv).")
+flags.DEFINE_string("plot", None, "Write a PNG of segment scores over time per file here.")
+flags.DEFINE_integer("chunk_frames", DEFAULT_CHUNK_FRAMES, "Frames per chunk (multiple of 32, "
+                     ">= 256); bounds memory whatever the recording length.")
+flags.DEFINE_integer("batch_size", 0, "Chunks per device call (0: 1 on CPU, 8 on accelerators).")
+flags.DEFINE_bool("progress", True, "Progress bar over files on stderr.")
+
+
+class _QuietLibraries:
+    """Drops INFO lines of orbax (a dozen per restore) and jax's backend probing from the log."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= 30 or not any(
+            s in record.pathname for s in ("orbax", "xla_bridge"))
+
+
+def main(argv: Sequence[str]) -> int:
+    inputs = list(argv[1:])
+    handler = logging.get_absl_handler()
+    if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
+        handler.addFilter(_QuietLibraries())
+    if not FLAGS.workdir:
+        errors.fail("--workdir is required; give the workdir of a training run")
+    if not inputs:
+        errors.fail("no audio files or folders given; name them after the flags")
+    ext = os.path.splitext(FLAGS.output)[1].lower()
+    if ext not in (".json", ".csv"):
+        errors.fail(f"--output must end in .json or .csv, got {FLAGS.output}")
+    if not 0.0 <= FLAGS.threshold <= 1.0 or FLAGS.median_filter < 1:
+        errors.fail("--threshold must be in [0, 1] and --median_filter >= 1")
+    with errors.report_user_errors():
+        return _predict(inputs, ext)
+
+
+def _predict(inputs: list[str], ext: str) -> int:
+    import jax
+    from tqdm import tqdm
+
+    model = load_model(FLAGS.workdir)
+    batch_size = FLAGS.batch_size or (1 if jax.default_backend() == "cpu" else 8)
+    files = find_audio_files(inputs)
+    if not files:
+        raise errors.DataError(f"no audio files found in {', '.join(inputs)}; name audio files "
+                               f"or folders holding them ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    predictions: dict[int, Prediction] = {}
+    unreadable: dict[int, AudioError] = {}
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not FLAGS.progress) as bar:
+        for i, pred, err in predict_files(model, [p for p, _ in files],
+                                          chunk_frames=FLAGS.chunk_frames, batch_size=batch_size,
+                                          on_read=lambda: bar.update(1)):
+            if err is None:
+                predictions[i] = pred
+            else:
+                unreadable[i] = err
+    names = model.class_names
+    records = [reports.prediction_record(files[i][0], predictions[i], names, FLAGS.threshold)
+               for i in sorted(predictions)]
+    failed = [{"file": files[i][0], "reason": unreadable[i].reason} for i in sorted(unreadable)]
+    if ext == ".csv":
+        reports.write_csv(FLAGS.output, records, failed)
+    else:
+        reports.write_json(FLAGS.output, records, failed, workdir=model.workdir,
+                           class_names=list(names), threshold=FLAGS.threshold)
+    if FLAGS.events_tsv:
+        reports.write_events_tsv(FLAGS.events_tsv, [(files[i][1], reports.detect_file_events(
+            predictions[i], names, threshold=FLAGS.threshold, median_filter=FLAGS.median_filter,
+            reduce=FLAGS.grid_reduce)) for i in sorted(predictions)])
+    if FLAGS.plot:
+        os.makedirs(FLAGS.plot, exist_ok=True)
+        for i in sorted(predictions):
+            name = files[i][1].replace(os.sep, "__")
+            reports.plot_prediction(os.path.join(FLAGS.plot, name + ".png"), files[i][0],
+                                    predictions[i], names, FLAGS.threshold)
+    logging.info("scored %d file(s), %d failed; wrote %s", len(records), len(failed),
+                 FLAGS.output)
+    sys.stderr.write(f"scored {len(records)} file(s) -> {FLAGS.output}\n")
+    if failed:
+        sys.stderr.write(f"{len(failed)} file(s) failed:\n" + "".join(
+            f"  {f['file']}: {f['reason']}\n" for f in failed))
+        return 1
+    return 0
+
+
+def cli(argv: Sequence[str]) -> int:
+    """Run the command line in this process (tests, notebooks): argv[0] is the program name."""
+    FLAGS.unparse_flags()
+    return main(FLAGS(list(argv)))
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
