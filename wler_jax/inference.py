@@ -41,6 +41,7 @@ class ModelSpec:
     dtype: str = "float32"
     dropout_rate: float = 0.5
     slat_hop: int = SEGMENT_HOP
+    input_norm: bool = False
 
     @classmethod
     def from_config(cls, config, num_classes: int) -> "ModelSpec":
@@ -48,17 +49,20 @@ class ModelSpec:
         return cls(method=config.method, num_classes=int(num_classes),
                    width=float(config.model.width), pooling=config.model.pooling,
                    dtype=config.model.dtype, dropout_rate=float(config.model.dropout_rate),
-                   slat_hop=int(config.input.slat_eval_hop))
+                   slat_hop=int(config.input.slat_eval_hop),
+                   input_norm=config.model.get("input_norm", "none") == "per_band")
 
     def module(self) -> nn.Module:
         """N_W (WLER) or N_S (SLAT), as `train.create_model` builds it."""
         dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[self.dtype]
         if self.method == "wler":
             return models.WLER(self.num_classes, width=self.width, pooling=self.pooling,
-                               dropout_rate=self.dropout_rate, dtype=dtype)
+                               dropout_rate=self.dropout_rate, dtype=dtype,
+                               input_norm=self.input_norm)
         if self.method == "slat":
             return models.SegmentNet(self.num_classes, width=self.width,
-                                     dropout_rate=self.dropout_rate, dtype=dtype)
+                                     dropout_rate=self.dropout_rate, dtype=dtype,
+                                     input_norm=self.input_norm)
         raise ValueError(f"unknown method {self.method!r}: 'wler' or 'slat'")
 
 

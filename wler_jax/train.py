@@ -21,7 +21,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import checkpoints, data, evaluate, inference, input_pipeline, models, steps
+from wler_jax import (checkpoints, data, evaluate, inference, input_pipeline, input_stats, models,
+                      steps)
 from wler_jax.geometry import SEGMENT_FRAMES
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
@@ -139,12 +140,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         shuffle=(split == "train"), max_frames=(config.input.max_frames or None) if split == "train"
         else None) for split, src in sources.items()}
 
-    model = create_model(config, num_classes)
+    spec = inference.ModelSpec.from_config(config, num_classes)
+    model = spec.module()
     rng = jax.random.key(config.seed)
     init_rng, dropout_rng = jax.random.split(rng)
-    tx = steps.make_optimizer(config.train.optimizer, config.train.learning_rate,
-                              adagrad_eps=config.train.adagrad_eps,
-                              adagrad_initial_accumulator=config.train.adagrad_initial_accumulator)
+    epochs = config.train.epochs
+    tx = steps.make_optimizer(
+        config.train.optimizer, config.train.learning_rate,
+        adagrad_eps=config.train.adagrad_eps,
+        adagrad_initial_accumulator=config.train.adagrad_initial_accumulator,
+        total_steps=sum(batchers["train"].num_batches(e) for e in range(epochs)),
+        warmup_steps=config.train.get("warmup_steps", 0),
+        schedule=config.train.get("schedule", "constant"),
+        clip_norm=config.train.get("clip_norm", 0.0),
+        frozen=("input_norm",) if spec.input_norm else ())
     state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=init_params(model, r),
                                                       tx=tx), out_shardings=replicated)(init_rng)
     logging.info("%s model, %d parameters (width %.3g, pooling %s)", config.method.upper(),
@@ -157,17 +166,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, meta = restored
         logging.info("resuming from step %d (epoch %d, batch %d)", int(state.step),
                      meta["epoch"] + 1, meta["batch"])
+    elif spec.input_norm:
+        stats = input_stats.band_statistics(sources["train"])
+        logging.info("input normalisation from %d training frames: per-band mean %.1f .. %.1f dB,"
+                     " std %.1f .. %.1f dB", stats["frames"], stats["mean"].min(),
+                     stats["mean"].max(), stats["std"].min(), stats["std"].max())
+        params = dict(state.params)
+        params["input_norm"] = {"mean": jnp.asarray(stats["mean"]),
+                                "std": jnp.asarray(stats["std"])}
+        state = state.replace(params=jax.device_put(params, replicated))
 
     train_step = jax.jit(steps.make_train_step(model, config.method, slat_hop=config.input.slat_hop,
                                                base_rng=dropout_rng,
-                                               scales_per_step=config.train.scales_per_step),
+                                               scales_per_step=config.train.scales_per_step,
+                                               mix_prob=config.input.get("mix_prob", 0.0),
+                                               gain_db=config.input.get("gain_db", 0.0)),
                          donate_argnums=0)
     eval_fn = functools.partial(inference.predict,  # jitted; the predict_fn users call
                                 inference.ModelSpec.from_config(config, num_classes))
     from tensorboardX import SummaryWriter
     writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
     train_src, train_batcher = sources["train"], batchers["train"]
-    epochs = config.train.epochs
     steps_per_epoch = [train_batcher.num_batches(e) for e in range(epochs)]
     total_steps = sum(steps_per_epoch)
     progress = _Progress(total_steps, int(state.step), writer)
@@ -218,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if split in sources:
             results[split] = _evaluate_split(split, eval_fn, best_params, sources, batchers,
                                              batch_sharding, config, class_names, tables,
-                                             localisation=config.eval.localisation)
+                                             localisation=config.eval.localisation, ci=True)
             writer.add_scalar(f"{split}/best_mAP", results[split]["mAP"], step)
     writer.close()
     ckpt.close()
@@ -233,10 +252,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _evaluate_split(split, eval_fn, params, sources, batchers, sharding, config, class_names,
-                    tables: dict, *, localisation: bool) -> dict:
+                    tables: dict, *, localisation: bool, ci: bool = False) -> dict:
     """AP/mAP of one split (and localisation metrics when the data has event times).
 
-    `tables` caches each split's `data.SplitTable` (labels, events) across epochs.
+    `tables` caches each split's `data.SplitTable` (labels, events) across epochs; `ci` adds
+    the bootstrap 95 % interval of mAP over recordings ("mAP_ci95").
     """
     src = sources[split]
     scores = predict_split(eval_fn, params, src, batchers[split], sharding, config)
@@ -244,6 +264,8 @@ def _evaluate_split(split, eval_fn, params, sources, batchers, sharding, config,
         tables[split] = data.read_split_table(src)
     labels = data.multi_hot_labels(tables[split], len(class_names))
     result = evaluate.average_precision(labels, scores["clip"], class_names)
+    if ci:
+        result["mAP_ci95"] = evaluate.bootstrap_map_ci(labels, scores["clip"])
     if localisation:
         loc = data.localisation(tables[split], scores["segments"], class_names,
                                 threshold=config.eval.threshold, lengths=batchers[split].lengths)
