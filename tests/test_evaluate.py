@@ -104,3 +104,29 @@ def test_format_table_single_column_without_localisation():
     assert "Segment F1" not in table and "PSDS" not in table
     assert evaluate.display_name("Vehicle horn, car horn, honking") == (
         "Vehicle horn, car horn, honking")
+
+
+def test_bootstrap_ap_equals_sklearn_with_ties():
+    rng = np.random.default_rng(3)
+    for n in (7, 50, 400):
+        labels = (rng.random(n) < 0.3).astype(int)
+        labels[0] = 1
+        scores = np.round(rng.random(n), 1)  # many ties
+        assert evaluate._ap_sorted(labels, scores) == pytest.approx(
+            sklearn.metrics.average_precision_score(labels, scores), abs=1e-12)
+
+
+def test_bootstrap_map_ci_brackets_map_and_shrinks_with_more_recordings():
+    rng = np.random.default_rng(0)
+
+    def data(n):
+        labels = (rng.random((n, 5)) < 0.3).astype(int)
+        return labels, labels + rng.normal(0, 0.8, labels.shape)
+
+    small, large = data(60), data(1200)
+    lo_s, hi_s = evaluate.bootstrap_map_ci(*small, num_resamples=300)
+    lo_l, hi_l = evaluate.bootstrap_map_ci(*large, num_resamples=300)
+    m_l = evaluate.average_precision(*large, [f"c{i}" for i in range(5)])["mAP"]
+    assert lo_l < m_l < hi_l
+    assert (hi_l - lo_l) < 0.5 * (hi_s - lo_s)  # ~1/sqrt(20) in theory
+    assert evaluate.bootstrap_map_ci(*small, num_resamples=300) == [lo_s, hi_s]  # seeded

@@ -21,6 +21,8 @@ CHOICES = {
     "model.op_impl": OP_IMPLS,
     "train.optimizer": ("adagrad", "adam"),
     "train.scales_per_step": ("all", "one"),
+    "train.schedule": ("constant", "cosine"),
+    "model.input_norm": ("none", "per_band"),
 }
 POSITIVE = ("model.width", "input.frame_budget", "input.bucket_ratio", "input.slat_hop",
             "input.slat_eval_hop", "train.epochs", "train.learning_rate",
@@ -61,7 +63,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             problems.append(f"{field}={_get(config, field)!r} (must be > 0)")
     if not 0.0 <= config.model.dropout_rate < 1.0:
         problems.append(f"model.dropout_rate={config.model.dropout_rate} (must be in [0, 1))")
-    for field in ("input.num_threads", "input.prefetch", "input.worker_count"):
+    for field in ("input.num_threads", "input.prefetch", "input.worker_count",
+                  "train.warmup_steps", "train.clip_norm", "input.mix_prob", "input.gain_db"):
         if _get(config, field) < 0:
             problems.append(f"{field}={_get(config, field)!r} (must be >= 0)")
     if config.input.max_frames and config.input.max_frames < 128:

@@ -75,6 +75,22 @@ def prepare_input(features: jax.Array, num_frames: jax.Array) -> tuple[jax.Array
     return x, effective
 
 
+class InputNorm(nn.Module):
+    """Per-mel-band standardisation `(x - mean) / std` with statistics of the training split.
+
+    The statistics are parameters (so every path that applies the params -- training,
+    `predict_fn`, chunked scoring, export -- applies them, and checkpoints carry them) that the
+    optimiser never changes (`steps.make_optimizer` freezes them; the gradient is stopped too).
+    Init is the identity; `train` writes the measured values (`input_stats.band_statistics`).
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        mean = jax.lax.stop_gradient(self.param("mean", nn.initializers.zeros, (N_MELS,)))
+        std = jax.lax.stop_gradient(self.param("std", nn.initializers.ones, (N_MELS,)))
+        return (x - mean) / std
+
+
 class ConvStack(nn.Module):
     """C1P1 .. C5P5: Conv 3x3 SAME + ReLU + MaxPool 2x2, five times (time and mel / 32).
 
@@ -123,11 +139,14 @@ class SegmentNet(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "xla"
     pool_impl: str = "xla"
+    input_norm: bool = False
 
     @nn.compact
     def __call__(self, windows: jax.Array, *, train: bool = False) -> jax.Array:
         if windows.shape[1:3] != (SEGMENT_FRAMES, N_MELS):
             raise ValueError(f"N_S takes [N, 128, 128] windows, got {windows.shape}")
+        if self.input_norm:
+            windows = InputNorm(name="input_norm")(windows)
         x = ConvStack(self.width, self.dtype, self.conv_impl, self.pool_impl,
                       name="conv_stack")(windows)
         x = x.reshape(x.shape[0], -1)  # flatten [4, 4, C5] row-major: (time, mel, channel)
@@ -156,12 +175,15 @@ class WLER(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "xla"
     pool_impl: str = "xla"
+    input_norm: bool = False
 
     @nn.compact
     def __call__(self, features: jax.Array, num_frames: jax.Array, *,
                  train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
         pool_fn = pooling_lib.get(self.pooling)
         x, effective = prepare_input(features, num_frames)
+        if self.input_norm:  # frames past `effective` are zeroed again by ConvStack's mask
+            x = InputNorm(name="input_norm")(x)
         x = ConvStack(self.width, self.dtype, self.conv_impl, self.pool_impl,
                       name="conv_stack")(x, effective)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -242,6 +264,8 @@ class ModelSpec:
       slat_hop: hop of SLAT's test windows in frames (32 = N_T's segment grid).
       conv_impl: `conv.Conv` implementation, "xla" | "matmul_grad" | "matmul_grad_wide".
       pool_impl: `relu_max_pool` implementation, "xla" | "fused".
+      input_norm: standardise each mel band with the training split's statistics, kept in
+        params["input_norm"] (`InputNorm`).
     """
 
     method: str
@@ -253,6 +277,7 @@ class ModelSpec:
     slat_hop: int = SEGMENT_HOP
     conv_impl: str = "xla"
     pool_impl: str = "xla"
+    input_norm: bool = False
 
     @classmethod
     def from_config(cls, config, num_classes: int, *,
@@ -268,7 +293,8 @@ class ModelSpec:
                    width=float(config.model.width), pooling=config.model.pooling,
                    dtype=config.model.dtype, dropout_rate=float(config.model.dropout_rate),
                    slat_hop=int(config.input.slat_eval_hop), conv_impl=conv_impl,
-                   pool_impl=pool_impl)
+                   pool_impl=pool_impl,
+                   input_norm=config.model.get("input_norm", "none") == "per_band")
 
     @property
     def ops(self) -> dict[str, str]:
@@ -285,7 +311,8 @@ class ModelSpec:
         """N_W (WLER) or N_S (SLAT) with this spec's width, dtype and ops."""
         dtype = _DTYPES[self.dtype]
         kwargs = dict(width=self.width, dropout_rate=self.dropout_rate, dtype=dtype,
-                      conv_impl=self.conv_impl, pool_impl=self.pool_impl)
+                      conv_impl=self.conv_impl, pool_impl=self.pool_impl,
+                      input_norm=self.input_norm)
         if self.method == "wler":
             return WLER(self.num_classes, pooling=self.pooling, **kwargs)
         if self.method == "slat":
@@ -366,6 +393,8 @@ def ns_to_nt_params(ns_params: dict) -> dict:
                 "bias": fc1["bias"]},
         "fc2": {"kernel": fc2["kernel"].reshape(1, 1, hidden, -1), "bias": fc2["bias"]},
     }
+    if "input_norm" in p:
+        out["input_norm"] = dict(p["input_norm"])
     return {"params": out} if "params" in ns_params else out
 
 

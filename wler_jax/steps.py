@@ -75,8 +75,40 @@ def loss(spec: ModelSpec, params, batch: dict, rng: jax.Array, *, slat_hop: int 
     return feature_loss(spec, params, feats, nf, labels, weight, rng, slat_hop=slat_hop)
 
 
+def augment(batch: dict, rng: jax.Array, *, mix_prob: float = 0.0, gain_db: float = 0.0) -> dict:
+    """Weak-label-safe augmentation of a waveform batch, on the device.
+
+    Mixing: with probability `mix_prob` a recording gets its batch neighbour (roll by one; the
+    batch is one length bucket, so lengths are alike) added at a random -6..0 dB, and its label
+    becomes the union of both labels -- exactly what a weak label of the mixture says (every
+    event of either recording is somewhere in it). Gain: each recording scaled by a uniform
+    +-`gain_db`. Padding rows (weight 0) stay weight 0; lengths become the longer of the two.
+    """
+    if mix_prob <= 0 and gain_db <= 0:
+        return batch
+    k_mix, k_lvl, k_gain = jax.random.split(rng, 3)
+    audio = batch["audio"]
+    if audio.dtype == jnp.int16:
+        audio = audio.astype(jnp.float32) * (1.0 / 32767.0)
+    n, labels, num_frames = batch["num_samples"], batch["labels"], batch["num_frames"]
+    b = audio.shape[0]
+    if mix_prob > 0 and b > 1:
+        real = batch["weight"] > 0
+        mix = jax.random.bernoulli(k_mix, mix_prob, (b,)) & real & jnp.roll(real, -1)
+        level = 10.0 ** (jax.random.uniform(k_lvl, (b,), minval=-6.0, maxval=0.0) / 20.0)
+        audio = audio + jnp.where(mix, level, 0.0)[:, None] * jnp.roll(audio, -1, axis=0)
+        labels = jnp.where(mix[:, None], jnp.maximum(labels, jnp.roll(labels, -1, axis=0)), labels)
+        n = jnp.where(mix, jnp.maximum(n, jnp.roll(n, -1)), n)
+        num_frames = jnp.where(mix, 1 + n // 512, num_frames).astype(num_frames.dtype)
+    if gain_db > 0:
+        gain = 10.0 ** (jax.random.uniform(k_gain, (b,), minval=-gain_db, maxval=gain_db) / 20.0)
+        audio = audio * gain[:, None]
+    return {**batch, "audio": audio, "num_samples": n, "labels": labels, "num_frames": num_frames}
+
+
 def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array,
-                    scales_per_step: str = "all") -> Callable:
+                    scales_per_step: str = "all", mix_prob: float = 0.0,
+                    gain_db: float = 0.0) -> Callable:
     """(state, batch) -> (state, metrics): one optimiser step; dropout rng folded per step.
 
     `scales_per_step`: "all" (each step trains on all four scales of its recordings, the
@@ -93,6 +125,9 @@ def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(base_rng, state.step)
         scale_step = state.step if scales_per_step == "one" else None
+        if mix_prob > 0 or gain_db > 0:  # `augment`; off by default
+            rng, aug_rng = jax.random.split(rng)
+            batch = augment(batch, aug_rng, mix_prob=mix_prob, gain_db=gain_db)
         (value, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch, rng, scale_step)
         state = state.apply_gradients(grads=grads)
@@ -105,12 +140,41 @@ def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array
 
 
 def make_optimizer(optimizer: str, learning_rate: float, *, adagrad_eps: float = 1e-6,
-                   adagrad_initial_accumulator: float = 0.0) -> optax.GradientTransformation:
-    """The paper's Adagrad(1e-3) with Lasagne's semantics (accumulator from 0, eps 1e-6):
-    update = -lr * g / sqrt(sum g^2 + eps), which is what optax's `scale_by_rss` computes."""
+                   adagrad_initial_accumulator: float = 0.0, total_steps: int = 0,
+                   warmup_steps: int = 0, schedule: str = "constant", clip_norm: float = 0.0,
+                   frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
+    """The configured optimiser: Adagrad (paper) or Adam, with an optional schedule and clipping.
+
+    Adagrad is the paper's 1e-3 with Lasagne's semantics (accumulator from 0, eps 1e-6):
+    update = -lr * g / sqrt(sum g^2 + eps), which is what optax's `scale_by_rss` computes.
+
+    Args:
+      schedule: "constant" (paper) or "cosine" (decay to 0 over `total_steps`), both after a
+        linear warm-up of `warmup_steps` from 0.
+      clip_norm: > 0 clips the global gradient norm first (batches of 1-8 recordings are noisy).
+      frozen: top-level parameter names the optimiser never changes (e.g. "input_norm").
+    """
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown schedule {schedule!r}: 'constant' or 'cosine'")
+    lr = learning_rate
+    if schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(warmup_steps, 0),
+                                                max(total_steps, warmup_steps + 1))
+    elif warmup_steps > 0:
+        lr = optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup_steps),
+                                   optax.constant_schedule(learning_rate)], [warmup_steps])
     if optimizer == "adagrad":
-        return optax.adagrad(learning_rate, initial_accumulator_value=adagrad_initial_accumulator,
-                             eps=adagrad_eps)
-    if optimizer == "adam":
-        return optax.adam(learning_rate)
-    raise ValueError(f"unknown optimizer {optimizer!r}: 'adagrad' or 'adam'")
+        tx = optax.adagrad(lr, initial_accumulator_value=adagrad_initial_accumulator,
+                           eps=adagrad_eps)
+    elif optimizer == "adam":
+        tx = optax.adam(lr)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}: 'adagrad' or 'adam'")
+    if clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
+    if frozen:
+        def labels(params):
+            return {k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
+                    for k, v in params.items()}
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    return tx

@@ -14,13 +14,14 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import (checkpoints, data, errors, evaluate, inference, input_pipeline, models,
-                      steps)
+from wler_jax import (checkpoints, data, errors, evaluate, inference, input_pipeline, input_stats,
+                      models, steps)
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
@@ -146,9 +147,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     rng = jax.random.key(config.seed)
     init_rng, dropout_rng = jax.random.split(rng)
-    tx = steps.make_optimizer(config.train.optimizer, config.train.learning_rate,
-                              adagrad_eps=config.train.adagrad_eps,
-                              adagrad_initial_accumulator=config.train.adagrad_initial_accumulator)
+    tx = steps.make_optimizer(
+        config.train.optimizer, config.train.learning_rate,
+        adagrad_eps=config.train.adagrad_eps,
+        adagrad_initial_accumulator=config.train.adagrad_initial_accumulator,
+        total_steps=sum(batchers["train"].num_batches(e) for e in range(config.train.epochs)),
+        warmup_steps=config.train.warmup_steps, schedule=config.train.schedule,
+        clip_norm=config.train.clip_norm, frozen=("input_norm",) if spec.input_norm else ())
     state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=spec.init(r), tx=tx),
                     out_shardings=replicated)(init_rng)
     logging.info("%s model, %d parameters (width %.3g, pooling %s, ops: conv %s, pool %s)",
@@ -162,10 +167,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, meta = restored
         logging.info("resuming from step %d (epoch %d, batch %d)", int(state.step),
                      meta["epoch"] + 1, meta["batch"])
+    elif spec.input_norm:
+        stats = input_stats.band_statistics(sources["train"])
+        logging.info("input normalisation from %d training frames x scales: per-band mean "
+                     "%.1f .. %.1f dB, std %.1f .. %.1f dB", stats["frames"], stats["mean"].min(),
+                     stats["mean"].max(), stats["std"].min(), stats["std"].max())
+        params = {**state.params, "input_norm": {"mean": jnp.asarray(stats["mean"]),
+                                                 "std": jnp.asarray(stats["std"])}}
+        state = state.replace(params=jax.device_put(params, replicated))
 
     train_step = jax.jit(steps.make_train_step(spec, slat_hop=config.input.slat_hop,
                                                base_rng=dropout_rng,
-                                               scales_per_step=config.train.scales_per_step),
+                                               scales_per_step=config.train.scales_per_step,
+                                               mix_prob=config.input.mix_prob,
+                                               gain_db=config.input.gain_db),
                          donate_argnums=0)
     eval_fn = functools.partial(inference.predict, spec)  # jitted; the predict_fn users call
     from tensorboardX import SummaryWriter
@@ -222,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if split in sources:
             results[split] = _evaluate_split(split, eval_fn, best_params, sources, batchers,
                                              batch_sharding, config, class_names, tables,
-                                             localisation=config.eval.localisation)
+                                             localisation=config.eval.localisation, ci=True)
             writer.add_scalar(f"{split}/best_mAP", results[split]["mAP"], step)
     writer.close()
     ckpt.close()
@@ -237,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _evaluate_split(split, eval_fn, params, sources, batchers, sharding, config, class_names,
-                    tables: dict, *, localisation: bool) -> dict:
+                    tables: dict, *, localisation: bool, ci: bool = False) -> dict:
     """AP/mAP of one split (and localisation metrics when the data has event times).
 
     `tables` caches each split's `data.SplitTable` (labels, events) across epochs.
@@ -248,6 +263,8 @@ def _evaluate_split(split, eval_fn, params, sources, batchers, sharding, config,
         tables[split] = data.read_split_table(src)
     labels = data.multi_hot_labels(tables[split], len(class_names))
     result = evaluate.average_precision(labels, scores["clip"], class_names)
+    if ci:  # bootstrap 95 % interval of mAP over recordings
+        result["mAP_ci95"] = evaluate.bootstrap_map_ci(labels, scores["clip"])
     if localisation:
         loc = data.localisation(tables[split], scores["segments"], class_names,
                                 threshold=config.eval.threshold, lengths=batchers[split].lengths)

@@ -59,11 +59,16 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     # ReLU + 2x2 max pool: fast on XLA:CPU) | xla (plain XLA ops: GPUs and TPUs). Recorded,
     # resolved, in the workdir's run.json.
     c.model.op_impl = "auto"
+    # per_band: standardise each mel band with the training split's mean/std (kept with the
+    # params, applied by predict too) | none: raw dB as in the paper
+    c.model.input_norm = "none"
 
     c.input = ml_collections.ConfigDict()
     c.input.frame_budget = 32 * 1280  # frames per batch (before the 4x scales); sets batch size
     c.input.bucket_ratio = 1.5  # geometric ratio of the length-bucket ladder
     c.input.max_frames = 0  # random training crops to this many frames (0 = whole recordings)
+    c.input.mix_prob = 0.0  # training: mix a recording with its batch neighbour (union label)
+    c.input.gain_db = 0.0  # training: random gain of +-N dB per recording
     c.input.slat_hop = 128  # SLAT training window hop in frames (window = 128)
     c.input.slat_eval_hop = 32  # SLAT test windows on N_T's 32-frame segment grid
     c.input.num_threads = 2  # host threads reading and padding batches (a GPU wants ~8)
@@ -79,6 +84,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-3  # paper
     c.train.adagrad_eps = 1e-6  # Lasagne's epsilon
     c.train.adagrad_initial_accumulator = 0.0  # Lasagne starts the accumulator at 0
+    c.train.schedule = "constant"  # constant (paper) | cosine (to 0 at the last step)
+    c.train.warmup_steps = 0  # linear warm-up of the learning rate from 0 over N steps
+    c.train.clip_norm = 0.0  # > 0: clip the global gradient norm (0 = off)
     c.train.checkpoint_every_steps = 200  # latest checkpoint also every N steps within an epoch
     c.train.log_every_steps = 20
     c.train.eval_every_epochs = 1  # validation mAP every N epochs (best epoch kept)
