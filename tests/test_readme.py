@@ -401,19 +401,24 @@ def _run_compare(sb: Sandbox, script: str, rest: list[str], env: dict) -> None:
                 **{k: v for k, v in MAIN_OVERRIDES.items() if k != "train.epochs"},
                 "data.data_dir": sb.data_dir}
     workdir, out = os.path.join(sb.root, "compare"), os.path.join(sb.root, "compare.json")
-    for method in ("slat", "wler"):  # its workdirs are <workdir>/<method>_<variant>
+    tag = variant.replace(",", "_")
+    for method in ("slat", "wler"):  # its workdirs are <workdir>/<variant tag>/<method>_seed<k>
         key = _main_key(f"configs/{method}.py", variants, overrides, env=env)
         if key in sb.trained:
-            _symlink(sb.trained[key], os.path.join(workdir, f"{method}_{variant}"))
-    kept = _drop_flags(rest, ("--variant", "--epochs", "--override", "--workdir", "--json"))
-    argv = ["python", script, *kept, f"--variant={variant}", "--epochs=1",
-            *(f"--override={k}={v}" for k, v in settings.items()),
+            _symlink(sb.trained[key], os.path.join(workdir, tag, f"{method}_seed0"))
+    kept = _drop_flags(rest, ("--variant", "--epochs", "--override", "--workdir", "--json",
+                              "--seeds", "--resume"))
+    argv = ["python", script, *kept, f"--variant={variant}", "--epochs=1", "--seeds=1",
+            "--resume", *(f"--override={k}={v}" for k, v in settings.items()),
             f"--workdir={workdir}", f"--json={out}"]
     proc = run(sb, argv, env)
     with open(out) as f:
         result = json.load(f)
-    assert set(result["test"]) == {"SLAT", "WLER"}
-    assert "SLAT" in proc.stdout and "WLER" in proc.stdout
+    assert {r["method"] for r in result["runs"]} == {"slat", "wler"}
+    assert all(0.0 <= r["test_mAP"] <= 1.0 and len(r["test_mAP_ci95"]) == 2
+               for r in result["runs"])
+    assert set(result["summary"]) >= {"slat", "wler", "wler_minus_slat_test"}
+    assert "WLER - SLAT test mAP (paired)" in proc.stdout
 
 
 def _run_padding_waste(sb: Sandbox, script: str, rest: list[str], env: dict) -> None:
