@@ -29,21 +29,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-def _override(config, assignment: str) -> None:
-    key, value = assignment.split("=", 1)
-    node = config
-    *path, leaf = key.split(".")
-    for part in path:
-        node = node[part]
-    old = node[leaf]
-    if isinstance(old, bool):
-        node[leaf] = value.lower() in ("1", "true")
-    elif old is None or isinstance(old, str):
-        node[leaf] = value
-    else:
-        node[leaf] = type(old)(value)
-
-
 def interval(values, level: float = 0.95) -> dict:
     """Mean, sample std and the t-interval of the mean of `values` (NaN interval for n < 2)."""
     v = np.asarray(values, np.float64)
@@ -93,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from absl import logging
-    from wler_jax.configs.common import base_config
+    from wler_jax.configs.common import apply_override, base_config
     from wler_jax import config_check, train
 
     logging.set_verbosity(logging.INFO)
@@ -107,7 +92,7 @@ def main() -> None:
             if args.epochs:
                 config.train.epochs = args.epochs
             for assignment in args.override:
-                _override(config, assignment)
+                apply_override(config, assignment)
             config_check.validate(config)
             workdir = os.path.join(args.workdir, tag, f"{method}_seed{seed}")
             if not args.resume and os.path.isdir(workdir):

@@ -345,17 +345,6 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
 # --------------------------------------------------------------------------------- training
 
 
-def _override(config, assignment: str) -> None:
-    key, value = assignment.split("=", 1)
-    node = config
-    *path, leaf = key.split(".")
-    for part in path:
-        node = node[part]
-    old = node[leaf]
-    node[leaf] = type(old)(value) if old is not None and not isinstance(old, bool) else (
-        value.lower() in ("1", "true") if isinstance(old, bool) else value)
-
-
 def evaluate_long(pred_json: str, out: str, threshold: float) -> dict:
     """Tagging mAP and localisation of the predict CLI's output against the mixtures."""
     from wler_jax import evaluate, geometry, localisation
@@ -392,7 +381,7 @@ def evaluate_long(pred_json: str, out: str, threshold: float) -> dict:
 
 
 def train_one(method: str, seed: int, args, out: str) -> dict:
-    from wler_jax.configs.common import base_config
+    from wler_jax.configs.common import apply_override, base_config
     from wler_jax import config_check, train
 
     config = base_config(method, f"folder,{args.size}")
@@ -400,7 +389,7 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
     config.data.path = os.path.join(out, "clips.csv")
     config.data.data_dir = os.path.join(out, "tfds")
     for assignment in args.override:
-        _override(config, assignment)
+        apply_override(config, assignment)
     config_check.validate(config)
     workdir = os.path.join(out, "runs", args.size, f"{method}_seed{seed}")
     if os.path.isdir(workdir) and not args.resume:

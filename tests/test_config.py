@@ -101,3 +101,16 @@ def test_workdirs_made_before_op_impl_still_resume_and_load():
     spec = models.ModelSpec.from_config(ml_collections.ConfigDict(old), 3,
                                         devices=[_Device("cpu")])
     assert spec.pool_impl == "fused"
+
+
+def test_apply_override_casts_to_the_field_type():
+    from wler_jax.configs.common import apply_override, base_config
+
+    c = base_config("wler", "smoke")
+    for assignment in ("train.epochs=3", "train.learning_rate=0.01", "eval.localisation=false",
+                       "model.input_norm=per_band", "data.path=/x/y.csv"):
+        apply_override(c, assignment)
+    assert (c.train.epochs, c.train.learning_rate, c.eval.localisation) == (3, 0.01, False)
+    assert (c.model.input_norm, c.data.path) == ("per_band", "/x/y.csv")
+    with pytest.raises(ValueError):
+        apply_override(c, "train.epochs=three")

@@ -112,3 +112,20 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         c.train.checkpoint_every_steps = 3
         c.train.log_every_steps = 2
     return c
+
+
+def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
+    """`"train.epochs=3"` -> config.train.epochs = 3, cast to the field's type (bench scripts'
+    `--override`; the CLIs get the same from ml_collections' `--config.a.b=v`)."""
+    key, value = assignment.split("=", 1)
+    node = config
+    *path, leaf = key.split(".")
+    for part in path:
+        node = node[part]
+    old = node[leaf]
+    if isinstance(old, bool):
+        node[leaf] = value.lower() in ("1", "true")
+    elif old is None or isinstance(old, str):
+        node[leaf] = value
+    else:
+        node[leaf] = type(old)(value)
