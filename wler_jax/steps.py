@@ -18,7 +18,7 @@ import optax
 from flax.training import train_state
 
 from wler_jax import features as features_lib
-from wler_jax.geometry import N_FFTS, SAMPLE_RATE
+from wler_jax.geometry import N_FFTS, SAMPLE_RATE, from_int16, num_frames_for_samples
 from wler_jax.models import ModelSpec
 
 TrainState = train_state.TrainState
@@ -89,7 +89,7 @@ def augment(batch: dict, rng: jax.Array, *, mix_prob: float = 0.0, gain_db: floa
     k_mix, k_lvl, k_gain = jax.random.split(rng, 3)
     audio = batch["audio"]
     if audio.dtype == jnp.int16:
-        audio = audio.astype(jnp.float32) * (1.0 / 32767.0)
+        audio = from_int16(audio)
     n, labels, num_frames = batch["num_samples"], batch["labels"], batch["num_frames"]
     b = audio.shape[0]
     if mix_prob > 0 and b > 1:
@@ -99,7 +99,7 @@ def augment(batch: dict, rng: jax.Array, *, mix_prob: float = 0.0, gain_db: floa
         audio = audio + jnp.where(mix, level, 0.0)[:, None] * jnp.roll(audio, -1, axis=0)
         labels = jnp.where(mix[:, None], jnp.maximum(labels, jnp.roll(labels, -1, axis=0)), labels)
         n = jnp.where(mix, jnp.maximum(n, jnp.roll(n, -1)), n)
-        num_frames = jnp.where(mix, 1 + n // 512, num_frames).astype(num_frames.dtype)
+        num_frames = jnp.where(mix, num_frames_for_samples(n), num_frames).astype(num_frames.dtype)
     if gain_db > 0:
         gain = 10.0 ** (jax.random.uniform(k_gain, (b,), minval=-gain_db, maxval=gain_db) / 20.0)
         audio = audio * gain[:, None]
