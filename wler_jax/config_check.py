@@ -22,6 +22,7 @@ CHOICES = {
     "train.optimizer": ("adagrad", "adam"),
     "train.scales_per_step": ("all", "one"),
     "train.schedule": ("constant", "cosine"),
+    "train.loss_weighting": ("batch", "example"),
     "model.input_norm": ("none", "per_band"),
 }
 POSITIVE = ("model.width", "input.frame_budget", "input.bucket_ratio", "input.slat_hop",

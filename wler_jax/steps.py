@@ -52,12 +52,15 @@ def bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def feature_loss(spec: ModelSpec, params, features: jax.Array, num_frames: jax.Array,
                  labels: jax.Array, weight: jax.Array, rng: jax.Array, *,
-                 slat_hop: int) -> tuple[jax.Array, dict]:
+                 slat_hop: int, example_norm: float = 0.0) -> tuple[jax.Array, dict]:
     """The method's loss on log-mel examples: BCE of every training logit (WLER: the pooled
     clip; SLAT: each valid window) against its recording's label, averaged over real ones.
 
     Args:
       features: [N, T, 128]; num_frames: [N]; labels: [N, C] multi-hot; weight: [N] (0: padding).
+      example_norm: > 0: divide the weighted sum by this constant instead of by the batch's
+        own example count, so every example weighs the same in an epoch whatever the size of
+        its batch (length buckets hold 1 to 20+ recordings; see `train.loss_weighting`).
     Returns:
       (loss, {"examples": number of weighted examples}).
     """
@@ -65,14 +68,18 @@ def feature_loss(spec: ModelSpec, params, features: jax.Array, num_frames: jax.A
                                          slat_hop=slat_hop)
     per_example = bce(logits, labels[:, None, :])  # [N, K]
     wts = valid * weight[:, None]
-    return (per_example * wts).sum() / jnp.maximum(wts.sum(), 1.0), {"examples": wts.sum()}
+    norm = example_norm if example_norm > 0 else jnp.maximum(wts.sum(), 1.0)
+    return (per_example * wts).sum() / norm, {"examples": wts.sum()}
 
 
 def loss(spec: ModelSpec, params, batch: dict, rng: jax.Array, *, slat_hop: int = 128,
-         step=None) -> tuple[jax.Array, dict]:
-    """`feature_loss` on a waveform batch, every scale a separate example (`scale_batch`)."""
+         step=None, example_norm: float = 0.0) -> tuple[jax.Array, dict]:
+    """`feature_loss` on a waveform batch, every scale a separate example (`scale_batch`);
+    `example_norm` is per recording and scale (scaled here by the scales in the step)."""
     feats, nf, labels, weight = scale_batch(batch, step=step)
-    return feature_loss(spec, params, feats, nf, labels, weight, rng, slat_hop=slat_hop)
+    scales = feats.shape[0] // batch["audio"].shape[0]
+    return feature_loss(spec, params, feats, nf, labels, weight, rng, slat_hop=slat_hop,
+                        example_norm=example_norm * scales)
 
 
 def augment(batch: dict, rng: jax.Array, *, mix_prob: float = 0.0, gain_db: float = 0.0) -> dict:
@@ -108,19 +115,22 @@ def augment(batch: dict, rng: jax.Array, *, mix_prob: float = 0.0, gain_db: floa
 
 def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array,
                     scales_per_step: str = "all", mix_prob: float = 0.0,
-                    gain_db: float = 0.0) -> Callable:
+                    gain_db: float = 0.0, example_norm: float = 0.0) -> Callable:
     """(state, batch) -> (state, metrics): one optimiser step; dropout rng folded per step.
 
     `scales_per_step`: "all" (each step trains on all four scales of its recordings, the
     paper's 4x data within every epoch) or "one" (step k trains on scale k % 4 only: a quarter
     of the compute per step, so four times the optimiser steps for the same compute).
     `slat_hop`: hop of SLAT's training windows in frames (unused by WLER).
+    `example_norm`: > 0: the loss is the sum over the batch's examples (per scale) divided by
+    this constant, not their mean (`feature_loss`).
     """
     if scales_per_step not in ("all", "one"):
         raise ValueError(f"scales_per_step must be 'all' or 'one', got {scales_per_step!r}")
 
     def loss_fn(params, batch, rng, scale_step):
-        return loss(spec, params, batch, rng, slat_hop=slat_hop, step=scale_step)
+        return loss(spec, params, batch, rng, slat_hop=slat_hop, step=scale_step,
+                    example_norm=example_norm)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(base_rng, state.step)

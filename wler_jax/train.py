@@ -20,8 +20,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import (checkpoints, data, errors, evaluate, inference, input_pipeline, input_stats,
-                      models, steps)
+from wler_jax import (checkpoints, data, errors, evaluate, geometry, inference, input_pipeline,
+                      input_stats, models, steps)
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
@@ -116,6 +116,17 @@ def predict_split(eval_fn, params, source, batcher, mesh_sharding, config) -> di
     return {"clip": clip, "segments": segments}
 
 
+def _examples_per_batch(batcher: input_pipeline.RecordingBatcher, config) -> float:
+    """Mean training examples per batch of epoch 0: recordings (WLER) or SLAT windows."""
+    frames = np.asarray(batcher.train_frames)
+    if config.method == "wler":
+        examples = len(frames)
+    else:
+        examples = int(np.sum(1 + (np.maximum(frames, geometry.SEGMENT_FRAMES)
+                                   - geometry.SEGMENT_FRAMES) // config.input.slat_hop))
+    return examples / max(batcher.num_batches(0), 1)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train `config.method` on `config.data`, evaluate, write `workdir/results.json`."""
     workdir = os.path.abspath(workdir)
@@ -176,11 +187,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                  "std": jnp.asarray(stats["std"])}}
         state = state.replace(params=jax.device_put(params, replicated))
 
+    example_norm = 0.0
+    if config.train.loss_weighting == "example":
+        example_norm = _examples_per_batch(batchers["train"], config)
+        logging.info("loss: sum over each batch's examples / %.2f (the mean %s per batch)",
+                     example_norm, "recordings" if spec.method == "wler" else "windows")
     train_step = jax.jit(steps.make_train_step(spec, slat_hop=config.input.slat_hop,
                                                base_rng=dropout_rng,
                                                scales_per_step=config.train.scales_per_step,
                                                mix_prob=config.input.mix_prob,
-                                               gain_db=config.input.gain_db),
+                                               gain_db=config.input.gain_db,
+                                               example_norm=example_norm),
                          donate_argnums=0)
     eval_fn = functools.partial(inference.predict, spec)  # jitted; the predict_fn users call
     from tensorboardX import SummaryWriter

@@ -87,6 +87,11 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c.train.schedule = "constant"  # constant (paper) | cosine (to 0 at the last step)
     c.train.warmup_steps = 0  # linear warm-up of the learning rate from 0 over N steps
     c.train.clip_norm = 0.0  # > 0: clip the global gradient norm (0 = off)
+    # example: the loss is the sum over the batch's examples / the mean examples per batch of
+    # the epoch, so each recording (WLER) or window (SLAT) weighs the same whatever its length
+    # bucket | batch: the mean over the batch's examples (the old default: a 60-s recording alone in
+    # its bucket then weighs as much as 20 short ones together, and WLER did not learn)
+    c.train.loss_weighting = "example"
     c.train.checkpoint_every_steps = 200  # latest checkpoint also every N steps within an epoch
     c.train.log_every_steps = 20
     c.train.eval_every_epochs = 1  # validation mAP every N epochs (best epoch kept)
