@@ -3,6 +3,10 @@
   python bench/compare_wler_slat.py --seeds=5 --json=bench/results/compare_wler_slat_cpu.json
   python bench/compare_wler_slat.py --variant=smoke --epochs=2 --seeds=2
   python bench/compare_wler_slat.py --variant=urbansound --override=data.manual_dir=/data
+  python bench/compare_wler_slat.py --merge a.json b.json --json=both.json   # no training
+
+Sweeps split over processes or machines (e.g. `--methods=wler` on one, `--methods=slat` on
+another, or `--first_seed`) are joined with `--merge`: their runs in one summary.
 
 Both methods use configs/{wler,slat}.py with the same variant, overrides, epochs and frame
 budget; run k uses `config.seed = k` (model init, dropout, data order; the data set itself is
@@ -62,6 +66,47 @@ def _fmt(iv: dict) -> str:
             if iv["n"] > 1 else f"{iv['mean']:.3f}")
 
 
+def merge(paths: list[str], out: str) -> dict:
+    """Join the runs of several sweep JSONs (one run per method and seed) into one summary."""
+    runs, meta = {}, {}
+    for path in paths:
+        with open(path) as f:
+            sweep = json.load(f)
+        for key in ("variant", "epochs", "overrides"):
+            if key in meta and meta[key] != sweep.get(key):
+                raise SystemExit(f"error: {path}: {key} {sweep.get(key)!r} differs from "
+                                 f"{meta[key]!r} of the other sweeps; merge like with like")
+            meta[key] = sweep.get(key)
+        for r in sweep["runs"]:
+            if (r["method"], r["seed"]) in runs:
+                raise SystemExit(f"error: {path}: {r['method']} seed {r['seed']} is in two sweeps")
+            runs[r["method"], r["seed"]] = r
+    result = {**meta, "runs": sorted(runs.values(), key=lambda r: (r["seed"], r["method"])),
+              "merged_from": [os.path.basename(p) for p in paths]}
+    result["summary"] = summarise(result["runs"])
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+    report(result["runs"], result["summary"], out)
+    return result
+
+
+def report(runs: list[dict], summary: dict, out: str) -> None:
+    """The per-run table, per-method intervals and the paired difference, printed."""
+    print(f"\n{'method':6} {'seed':>4} {'validation':>10} {'test':>7}  {'test 95% CI':>15} {'s':>6}")
+    for r in runs:
+        ci = r["test_mAP_ci95"] or [float("nan")] * 2
+        print(f"{r['method']:6} {r['seed']:4d} {r['validation_mAP']:10.3f} {r['test_mAP']:7.3f}  "
+              f"[{ci[0]:.3f}, {ci[1]:.3f}] {r['seconds']:6.0f}")
+    for method in sorted({r["method"] for r in runs}):
+        s = summary[method]
+        print(f"{method}: validation {_fmt(s['validation_mAP'])} | test {_fmt(s['test_mAP'])}")
+    if "wler_minus_slat_test" in summary:
+        d = summary["wler_minus_slat_test"]
+        print(f"WLER - SLAT test mAP (paired): {_fmt(d)}; WLER wins {d['wler_wins']} of "
+              f"{len(d['seeds'])} seeds")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="train seeds 0..N-1 per method")
@@ -75,7 +120,15 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep existing workdirs (resume / reuse) instead of starting fresh")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="join the runs of earlier sweeps' JSON files and summarise them "
+                             "(no training); needs --json")
     args = parser.parse_args()
+    if args.merge:
+        if not args.json:
+            parser.error("--merge needs --json=PATH for the joined result")
+        merge(args.merge, args.json)
+        return
 
     from absl import logging
     from wler_jax.configs.common import apply_override, base_config
@@ -115,19 +168,7 @@ def main() -> None:
                            "overrides": args.override, "runs": runs, "summary": summary}, f,
                           indent=2)
 
-    print(f"\n{'method':6} {'seed':>4} {'validation':>10} {'test':>7}  {'test 95% CI':>15} {'s':>6}")
-    for r in runs:
-        ci = r["test_mAP_ci95"] or [float("nan")] * 2
-        print(f"{r['method']:6} {r['seed']:4d} {r['validation_mAP']:10.3f} {r['test_mAP']:7.3f}  "
-              f"[{ci[0]:.3f}, {ci[1]:.3f}] {r['seconds']:6.0f}")
-    for method in sorted({r["method"] for r in runs}):
-        s = summary[method]
-        print(f"{method}: validation {_fmt(s['validation_mAP'])} | test {_fmt(s['test_mAP'])}")
-    if "wler_minus_slat_test" in summary:
-        d = summary["wler_minus_slat_test"]
-        print(f"WLER - SLAT test mAP (paired): {_fmt(d)}; WLER wins {d['wler_wins']} of "
-              f"{len(d['seeds'])} seeds")
-    print(f"wrote {out}")
+    report(runs, summary, out)
 
 
 if __name__ == "__main__":
