@@ -25,8 +25,8 @@ Synopsis::
     state, metrics = train_step(state, batch)             # the executable for batch's shapes
 
 Library code: no flags here, and no JAX import until a function needs it (configs read
-`default_cache_dir` without starting JAX); entry points pass their `--compile_cache_dir` (predict) or
-`config.compile_cache_dir` (training) to `configure`.
+`default_cache_dir` without starting JAX); entry points pass their `--compile_cache_dir`
+(predict) or `config.compile_cache_dir` (training) to `configure`.
 """
 from __future__ import annotations
 
