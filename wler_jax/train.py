@@ -27,7 +27,7 @@ from wler_jax import (checkpoints, compile_cache, data, errors, evaluate, infere
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
                      "data.classes", "data.validation_fold", "data.test_fold", "seed")
 # model.* fields that may differ on resume: the op implementations compute the same function.
-NOT_COMPARED_MODEL_FIELDS = ("op_impl",)
+NOT_COMPARED_MODEL_FIELDS = ("op_impl", "conv1_impl")
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int, devices=None

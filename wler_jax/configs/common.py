@@ -65,6 +65,10 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     # ReLU + 2x2 max pool: fast on XLA:CPU) | xla (plain XLA ops: GPUs and TPUs). Recorded,
     # resolved, in the workdir's run.json.
     c.model.op_impl = "auto"
+    # C1P1 (conv1 + bias + ReLU + 2x2 pool): plain (XLA ops) | pallas (one fused Pallas kernel,
+    # forward and backward, wler_jax/conv1_pallas.py; same function; CPUs run it interpreted).
+    # Off by default until timed on a GPU.
+    c.model.conv1_impl = "plain"
     # per_band: standardise each mel band with the training split's mean/std (kept with the
     # params, applied by predict too) | none: raw dB as in the paper
     c.model.input_norm = "none"
