@@ -117,3 +117,24 @@ def test_config_choice():
         "pallas_interpret"
     with pytest.raises(ValueError, match="conv1_impl"):
         models.resolve_conv1("triton")
+
+
+@pytest.mark.skipif(jax.default_backend() == "cpu", reason="compiled Pallas needs a GPU or TPU")
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_compiled_kernel_on_the_accelerator(dtype):
+    """The kernel compiled for this GPU / TPU (not interpreted), at the paper's conv1 width and
+    a bucket's length: forward and gradients as the plain path."""
+    x, kernel, bias = _inputs(4, 256, 128, 96, dtype)
+    want = plain(x, kernel, bias)
+    got = jax.jit(lambda x, k, b: conv1_pallas.conv1_block(x, k, b))(x, kernel, bias)
+    bf16 = dtype == jnp.bfloat16
+    scale = float(jnp.abs(want.astype(jnp.float32)).max())
+    np.testing.assert_allclose(got.astype(jnp.float32), want.astype(jnp.float32), rtol=0,
+                               atol=float_atol(1e-6, bf16=bf16) * scale)
+    probe = jnp.asarray(np.random.default_rng(1).standard_normal(want.shape), jnp.float32)
+    compiled = lambda x, k, b: conv1_pallas.conv1_block(x, k, b)
+    for g, r, name in zip(_grads(compiled, x, kernel, bias, probe),
+                          _grads(plain, x, kernel, bias, probe), ("x", "kernel", "bias")):
+        r = r.astype(jnp.float32)
+        np.testing.assert_allclose(g.astype(jnp.float32), r, rtol=0, atol=(
+            2e-2 if bf16 else float_atol(1e-5)) * float(jnp.abs(r).max()), err_msg=name)

@@ -26,10 +26,16 @@ the kernel and bias gradients over the tile; the per-tile partial sums ([B, tile
 [B, tiles, C], float32) are summed by XLA. The input gradient (never needed in training: the
 input is the log-mel features) is XLA's vjp of the plain op, removed as dead code when unused.
 
+Shapes are chosen for the Triton lowering (GPUs), which needs every loaded or stored array to
+have a power-of-2 size: slices [8, 64] of the input, output / cotangent tiles [8, 64, CB] with CB
+the largest power of 2 dividing C (96 -> 32: three channel tiles), the taps' rows padded to 16.
+Mosaic (TPUs) wants the last two block dimensions in multiples of (8, 128) or whole: CB = 32 is
+neither, so on TPUs the channel tile would have to be the whole C (not done).
+
 Status: equal to the plain path on the CPU in Pallas interpret mode (tests/test_conv1_pallas.py:
 forward, gradients, bfloat16, masked recordings, odd sizes). Not yet compiled or timed on a GPU or
-TPU (block shapes there must satisfy Triton's / Mosaic's constraints; bench/device_run.sh times
-it): `model.conv1_impl="pallas"` is opt-in, the plain path stays the default and the reference.
+TPU (bench/device_run.sh compiles, tests and times it): `model.conv1_impl="pallas"` is opt-in,
+the plain path stays the default and the reference.
 """
 from __future__ import annotations
 
@@ -48,14 +54,23 @@ from wler_jax import relu_max_pool
 IMPLS = ("plain", "pallas", "pallas_interpret")  # ModelSpec.conv1_impl
 BLOCK_ROWS = 8  # pooled output rows per program (16 conv rows)
 MAX_CHANNEL_BLOCK = 128
+TAPS = 16  # the 9 taps' rows, padded to a power of two (Triton loads and stores power-of-2 sizes)
+
+
+def _channel_block(c: int) -> int:
+    """The largest power of two dividing c, at most MAX_CHANNEL_BLOCK (96 -> 32): Triton needs
+    power-of-2 tensor sizes, and a divisor needs no padded channels (no slice copy after)."""
+    cb = 1
+    while cb < MAX_CHANNEL_BLOCK and c % (2 * cb) == 0:
+        cb *= 2
+    return cb
 
 
 def _geometry(t: int, f: int, c: int, block_rows: int):
     t_out, f_out = t // 2, f // 2
     tiles = max(1, -(-t_out // block_rows))
-    cb = c if c <= MAX_CHANNEL_BLOCK else MAX_CHANNEL_BLOCK
-    c_pad = -(-c // cb) * cb
-    return t_out, f_out, tiles, cb, c_pad
+    cb = _channel_block(c)
+    return t_out, f_out, tiles, cb, c
 
 
 def _phases(x: jax.Array, t_out_pad: int, f_out: int) -> jax.Array:
@@ -67,7 +82,7 @@ def _phases(x: jax.Array, t_out_pad: int, f_out: int) -> jax.Array:
     return jnp.stack([xpad[:, ri::2, rj::2] for ri in (0, 1) for rj in (0, 1)], axis=1)
 
 
-def _positions(xq_ref, w, t0, rows, f_out, out_dtype):
+def _positions(xq_ref, w_ref, t0, rows, f_out, out_dtype):
     """The conv values of the four pool-window positions of a tile: 4 x [rows, f_out, CB]
     (float32 accumulation, rounded to `out_dtype`), and the 9 x 4 input slices they read."""
     slices = {}
@@ -82,7 +97,8 @@ def _positions(xq_ref, w, t0, rows, f_out, out_dtype):
                     xs = xq_ref[2 * ri + rj, pl.ds(t0 + oi, rows), pl.ds(oj, f_out)]
                     xs = xs.astype(jnp.float32)
                     slices[(pi, pj, ki, kj)] = xs
-                    term = xs[:, :, None] * w[3 * ki + kj][None, None, :]
+                    wk = w_ref[3 * ki + kj, :].astype(jnp.float32)  # [CB]
+                    term = xs[:, :, None] * wk[None, None, :]
                     acc = term if acc is None else acc + term
             accs.append(acc.astype(out_dtype))
     return accs, slices
@@ -100,8 +116,7 @@ def _window_max(accs):
 
 def _forward_kernel(xq_ref, w_ref, b_ref, y_ref, *, rows, f_out):
     t0 = pl.program_id(1) * rows
-    w = w_ref[...].astype(jnp.float32)  # [9, CB]
-    accs, _ = _positions(xq_ref, w, t0, rows, f_out, y_ref.dtype)
+    accs, _ = _positions(xq_ref, w_ref, t0, rows, f_out, y_ref.dtype)
     m, _ = _window_max(accs)
     y = m + b_ref[0].astype(y_ref.dtype)
     y_ref[...] = jnp.maximum(y, jnp.zeros((), y.dtype))
@@ -109,27 +124,24 @@ def _forward_kernel(xq_ref, w_ref, b_ref, y_ref, *, rows, f_out):
 
 def _backward_kernel(xq_ref, w_ref, b_ref, dy_ref, dw_ref, db_ref, *, rows, f_out, out_dtype):
     t0 = pl.program_id(1) * rows
-    w = w_ref[...].astype(jnp.float32)
-    accs, slices = _positions(xq_ref, w, t0, rows, f_out, out_dtype)
+    accs, slices = _positions(xq_ref, w_ref, t0, rows, f_out, out_dtype)
     m, code = _window_max(accs)
     y = m + b_ref[0].astype(out_dtype)
     dy = jnp.where(y > 0, dy_ref[...].astype(jnp.float32), 0.0)  # ReLU; NaN windows: none
-    db_ref[0] = dy.sum(axis=(0, 1))
-    dw = []
+    db_ref[0, :] = dy.sum(axis=0).sum(axis=0)
+    routed = [jnp.where(code == p, dy, 0.0) for p in range(4)]
     for ki in range(3):
         for kj in range(3):
             g = None
             for p, (pi, pj) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-                routed = jnp.where(code == p, dy, 0.0)
-                term = (slices[(pi, pj, ki, kj)][:, :, None] * routed).sum(axis=(0, 1))
+                term = (slices[(pi, pj, ki, kj)][:, :, None] * routed[p]).sum(axis=0).sum(axis=0)
                 g = term if g is None else g + term
-            dw.append(g)
-    dw_ref[...] = jnp.stack(dw)
+            dw_ref[3 * ki + kj, :] = g  # rows 9..15 are never read
 
 
 def _specs(b, tiles, cb, c_pad, tq, fq, rows, f_out):
     x_spec = pl.BlockSpec((None, 4, tq, fq), lambda n, i, c: (n, 0, 0, 0))
-    w_spec = pl.BlockSpec((9, cb), lambda n, i, c: (0, c))
+    w_spec = pl.BlockSpec((TAPS, cb), lambda n, i, c: (0, c))
     b_spec = pl.BlockSpec((1, cb), lambda n, i, c: (0, c))
     y_spec = pl.BlockSpec((None, rows, f_out, cb), lambda n, i, c: (n, i, 0, c))
     return x_spec, w_spec, b_spec, y_spec
@@ -140,11 +152,8 @@ def _prepare(x, kernel, bias, block_rows):
     c = kernel.shape[-1]
     t_out, f_out, tiles, cb, c_pad = _geometry(t, f, c, block_rows)
     xq = _phases(x, tiles * block_rows, f_out)
-    w = kernel.reshape(9, c)
+    w = jnp.pad(kernel.reshape(9, c), ((0, TAPS - 9), (0, 0)))
     bias2 = bias.reshape(1, c)
-    if c_pad != c:
-        w = jnp.pad(w, ((0, 0), (0, c_pad - c)))
-        bias2 = jnp.pad(bias2, ((0, 0), (0, c_pad - c)))
     return xq, w, bias2, (b, t_out, f_out, tiles, cb, c_pad, c)
 
 
@@ -157,7 +166,7 @@ def _forward(x, kernel, bias, block_rows, interpret):
         out_shape=jax.ShapeDtypeStruct((b, tiles * block_rows, f_out, c_pad), x.dtype),
         grid=(b, tiles, c_pad // cb), in_specs=[x_spec, w_spec, b_spec], out_specs=y_spec,
         interpret=interpret, name="conv1_relu_pool")(xq, w, bias2)
-    return y[:, :t_out, :, :c]
+    return y[:, :t_out, :, :c]  # no copy when the tiles cover t_out exactly (T % 16 == 0)
 
 
 def plain_conv1_block(x: jax.Array, kernel: jax.Array, bias: jax.Array,
@@ -202,13 +211,13 @@ def _bwd(block_rows, interpret, res, dy):
                                             block_rows, f_out)
     dw, db = pl.pallas_call(
         functools.partial(_backward_kernel, rows=block_rows, f_out=f_out, out_dtype=x.dtype),
-        out_shape=(jax.ShapeDtypeStruct((b, tiles, 9, c_pad), jnp.float32),
+        out_shape=(jax.ShapeDtypeStruct((b, tiles, TAPS, c_pad), jnp.float32),
                    jax.ShapeDtypeStruct((b, tiles, 1, c_pad), jnp.float32)),
         grid=(b, tiles, c_pad // cb), in_specs=[x_spec, w_spec, b_spec, y_spec],
-        out_specs=(pl.BlockSpec((None, None, 9, cb), lambda n, i, k: (n, i, 0, k)),
+        out_specs=(pl.BlockSpec((None, None, TAPS, cb), lambda n, i, k: (n, i, 0, k)),
                    pl.BlockSpec((None, None, 1, cb), lambda n, i, k: (n, i, 0, k))),
         interpret=interpret, name="conv1_relu_pool_backward")(xq, w, bias2, dy)
-    dkernel = dw.sum(axis=(0, 1))[:, :c].reshape(kernel.shape).astype(kernel.dtype)
+    dkernel = dw[:, :, :9].sum(axis=(0, 1))[:, :c].reshape(kernel.shape).astype(kernel.dtype)
     dbias = db.sum(axis=(0, 1, 2))[:c].astype(bias.dtype)
     # The input's gradient (unused in training, then dead code): XLA's, same tie semantics.
     _, x_vjp = jax.vjp(lambda x_: plain_conv1_block(x_, kernel, bias, "xla", "fused"), x)
