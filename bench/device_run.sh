@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # One prepared GPU session (the `device` tool's H100/H200), issue 16 items 4-7 in ~9 minutes:
 #
-#   speed      bf16 N_W model step B32 x T1280, plain conv1 vs PyTorch (item 6)      ~100 s
+#   speed      bf16 N_W model step B32 x T1280, plain conv1 vs PyTorch (item 6)       ~90 s
 #   pallas     the same step with the fused Pallas conv1 block (item 6)               ~60 s
 #   profile    per-kernel device time of that step, plain vs fused conv1 (item 6)    ~40 s
-#   pipeline   full loop with the real reader vs the bare step, bf16 (item 5)        ~130 s
+#   pipeline   full loop with the real reader vs the bare step, bf16 (item 5)        ~160 s
 #   inference  predict throughput on long files (item 7)                              ~70 s
-#   tests      the suite (not the CPU-subprocess `slow` tests) on the GPU (item 4)   ~140 s
+#   tests      the suite (not the CPU-subprocess `slow` tests) on the GPU (item 4)   ~120 s
 #
 #   bash bench/device_run.sh [STEP ...]   default: all of the above, in that order;
 #                                         results land in $OUT (or ./device_out)
 #
-# Run it as the run tool's command with carry [".whl"] and a timeout of ~570 s; every step has its
+# Run it as the run tool's command with carry [".whl"] and a timeout of ~590 s; every step has its
 # own time limit (so one slow step cannot eat the others' time) and writes its log and JSON
 # under $OUT as it goes. Timed steps run alone on the GPU; the data set is built on the host CPU
 # meanwhile. All steps share one persistent compilation cache (/tmp/jax_cache, plus XLA's GPU
@@ -49,7 +49,7 @@ if has pipeline; then  # build the data on the CPU while the GPU works
   BUILD=$!
 fi
 if has speed; then  # plain conv1, side by side with PyTorch (autocast bf16, cuDNN benchmark)
-  timeout 100 python3 bench/train_speed.py --dtype bfloat16 --batch 32 --reps 10 --cases train \
+  timeout 90 python3 bench/train_speed.py --dtype bfloat16 --batch 32 --reps 10 --cases train \
     --no_breakdown --json "$OUT/train_speed_bf16_B32_plain.json" >"$OUT/speed_plain.log" 2>&1
   stamp "speed plain rc $?"; tail -12 "$OUT/speed_plain.log"
 fi
@@ -67,10 +67,10 @@ if has profile; then
 fi
 [ -n "${BUILD:-}" ] && { wait $BUILD; stamp "$(tail -1 "$OUT/build.log")"; }
 if has pipeline; then  # the real reader (record by record, uncompressed), 12 threads
-  timeout 130 python3 bench/pipeline_efficiency.py --variant full --data_dir $DATA \
+  timeout 160 python3 bench/pipeline_efficiency.py --variant full --data_dir $DATA \
     --synthetic $SYNTH --epochs 2 --set model.dtype=bfloat16 input.num_threads=12 \
     input.prefetch=4 --json "$OUT/pipeline_bfloat16.json" >"$OUT/pipeline.log" 2>&1
-  stamp "pipeline rc $?"; tail -8 "$OUT/pipeline.log"
+  stamp "pipeline rc $?"; tail -8 "$OUT/pipeline.log"  # ~122 s of it: the first compile
 fi
 if has inference; then  # the predict path on 3-minute files, 8 chunks per device call
   timeout 70 python3 bench/inference_speed.py --width 1.0 --quick --cases short,long --reps 3 \
@@ -81,7 +81,7 @@ if has tests; then
   # float32 semantics (TF32 off): tests compare programs with conftest.float_atol's accelerator
   # tolerance for JAX_DEFAULT_MATMUL_PRECISION=highest. -v: each result is logged as it lands,
   # so a run cut off by its time limit still names them. The `slow` tests run CPU subprocesses.
-  XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_DEFAULT_MATMUL_PRECISION=highest timeout 140 \
+  XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_DEFAULT_MATMUL_PRECISION=highest timeout 120 \
     python3 -m pytest -v -p no:cacheprovider -n 8 --timeout 120 --tb=short -rfE \
     -m "not slow" tests >"$OUT/tests.log" 2>&1
   stamp "tests rc $?"; grep -E "FAILED|ERROR|passed|failed" "$OUT/tests.log" | tail -30

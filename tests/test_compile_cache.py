@@ -161,3 +161,23 @@ def test_shapes_outside_the_plan_fall_back_to_jit():
     assert float(aot(jnp.ones(3), jnp.ones(4))) == 10.0 and not aot.fallback_shapes
     assert float(aot(jnp.ones(3), jnp.ones(5))) == 11.0  # not compiled ahead: jit compiles it
     assert len(aot.fallback_shapes) == 1
+
+
+def test_predict_cli_uses_its_cache_flag(tmp_path, restore_jax_cache):
+    """`python -m wler_jax.predict --compile_cache_dir=DIR` fills DIR; '' leaves it off."""
+    import soundfile as sf
+
+    from test_predict import make_workdir
+    from wler_jax import predict
+    from wler_jax.geometry import SAMPLE_RATE
+
+    workdir = make_workdir(tmp_path / "wd")
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tones_and_noise(SAMPLE_RATE, seed=9), SAMPLE_RATE, subtype="FLOAT")
+    cache = tmp_path / "cache"
+    assert predict.cli(["predict", f"--workdir={workdir}", f"--output={tmp_path / 'p.json'}",
+                        "--noprogress", f"--compile_cache_dir={cache}", str(wav)]) == 0
+    assert _entries(cache)
+    assert predict.cli(["predict", f"--workdir={workdir}", f"--output={tmp_path / 'q.json'}",
+                        "--noprogress", "--compile_cache_dir=", str(wav)]) == 0
+    assert not jax.config.jax_enable_compilation_cache
