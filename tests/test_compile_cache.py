@@ -73,6 +73,11 @@ def test_configure_writes_entries_and_empty_turns_it_off(tmp_path, restore_jax_c
     assert not jax.config.jax_enable_compilation_cache
     jax.jit(lambda x: jnp.tanh(x) * 7.0)(jnp.arange(11.0)).block_until_ready()
     assert (len(_entries(on)), len(_entries(other))) == (n_on, n_other)
+    # A directory that cannot be made (a read-only home, here a file in the way): no cache, a
+    # warning, the run goes on.
+    (tmp_path / "a_file").write_text("")
+    assert compile_cache.configure(str(tmp_path / "a_file" / "cache")) is None
+    assert not jax.config.jax_enable_compilation_cache
 
 
 SECOND_PROCESS = textwrap.dedent("""

@@ -86,6 +86,7 @@ def configure(cache_dir: Optional[str]) -> Optional[str]:
 
     Args:
       cache_dir: a directory (created; `~` expanded), or '' / None for no persistent cache.
+        A directory that cannot be created or written turns the cache off with a warning.
     Returns:
       The absolute directory in use, or None when off.
     """
@@ -94,6 +95,16 @@ def configure(cache_dir: Optional[str]) -> Optional[str]:
     from jax.experimental.compilation_cache import compilation_cache as cc
 
     path = os.path.abspath(os.path.expanduser(cache_dir)) if cache_dir else ""
+    if path:
+        try:  # a read-only home (e.g. on a cluster) must not stop a run: no cache instead
+            os.makedirs(path, exist_ok=True)
+            if not os.access(path, os.W_OK):
+                raise PermissionError(f"{path} is not writable")
+        except OSError as e:
+            logging.warning("compilation cache %s unusable (%s): running without it; set "
+                            "--config.compile_cache_dir (or --compile_cache_dir) to a writable "
+                            "directory, or '' to silence this", path, e)
+            path = ""
     with _lock:
         if not _listening:
             jax.monitoring.register_event_listener(_count)
@@ -106,7 +117,6 @@ def configure(cache_dir: Optional[str]) -> Optional[str]:
         jax.config.update("jax_enable_compilation_cache", False)
         logging.info("persistent compilation cache off")
         return None
-    os.makedirs(path, exist_ok=True)
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_SECS)
