@@ -311,17 +311,18 @@ class ModelSpec:
         """The spec of a training config (`configs/common.py` fields).
 
         `config.model.op_impl` ("auto" when the config predates the field) is resolved for
-        `devices` (default `jax.devices()`): see `resolve_ops`.
+        `devices` (default `jax.devices()`): see `resolve_ops`; `model.conv1_impl` ("plain"
+        when absent) likewise (`resolve_conv1`).
         """
         ops = resolve_ops(config.model.get("op_impl", "auto"), devices)
         conv_impl, pool_impl = OPS[ops]
-        return cls(conv1_impl=resolve_conv1(config.model.get("conv1_impl", "plain"), devices),
-                   method=config.method, num_classes=int(num_classes),
+        return cls(method=config.method, num_classes=int(num_classes),
                    width=float(config.model.width), pooling=config.model.pooling,
                    dtype=config.model.dtype, dropout_rate=float(config.model.dropout_rate),
                    slat_hop=int(config.input.slat_eval_hop), conv_impl=conv_impl,
                    pool_impl=pool_impl,
-                   input_norm=config.model.get("input_norm", "none") == "per_band")
+                   input_norm=config.model.get("input_norm", "none") == "per_band",
+                   conv1_impl=resolve_conv1(config.model.get("conv1_impl", "plain"), devices))
 
     @property
     def ops(self) -> dict[str, str]:
