@@ -111,8 +111,9 @@ def configure(cache_dir: Optional[str]) -> Optional[str]:
             _listening = True
         changed = _configured is not None and _configured != path
         _configured = path
-    if changed or (path and jax.config.jax_compilation_cache_dir not in (None, path)):
-        cc.reset_cache()  # JAX initialises its cache object once per process
+    if changed or jax.config.jax_compilation_cache_dir not in (None, path):
+        cc.reset_cache()  # JAX initialises its cache object once per process (e.g. from
+        # $JAX_COMPILATION_CACHE_DIR at the first compile): re-target or drop it
     if not path:
         jax.config.update("jax_enable_compilation_cache", False)
         logging.info("persistent compilation cache off")
