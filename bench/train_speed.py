@@ -211,12 +211,16 @@ def waveform_batch(rng: np.random.Generator, recordings: int, frames: int) -> di
 
 # ------------------------------------------------------------------------------ JAX side
 
+CONV1_IMPL = "plain"  # --conv1_impl: the config field model.conv1_impl
+
+
 def make_model(kind: str, width: float, dtype) -> models.ModelSpec:
     """N_W ("wler") or N_S ("slat") as training builds it: a `ModelSpec`, ops for this process's
-    devices (`models.resolve_ops("auto")`), dropout 0.5 (the paper)."""
+    devices (`models.resolve_ops("auto")`, `models.resolve_conv1(CONV1_IMPL)`), dropout 0.5."""
     conv_impl, pool_impl = models.OPS[models.resolve_ops("auto")]
     return models.ModelSpec(kind, NUM_CLASSES, width, dtype=jnp.dtype(dtype).name,
-                            conv_impl=conv_impl, pool_impl=pool_impl)
+                            conv_impl=conv_impl, pool_impl=pool_impl,
+                            conv1_impl=models.resolve_conv1(CONV1_IMPL))
 
 
 def init_state(spec: models.ModelSpec, seed: int = 0):
@@ -663,9 +667,13 @@ def main():
                         default=["train", "train_slat", "infer", "full", "full_slat"],
                         choices=["train", "train_slat", "infer", "full", "full_slat"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conv1_impl", choices=models.CONV1_IMPLS, default="plain",
+                        help="C1P1 as XLA ops or one fused Pallas kernel (conv1_pallas)")
     parser.add_argument("--json", default=None,
                         help="output path; default bench/results/train_speed_<device>[_quick].json")
     args = parser.parse_args()
+    global CONV1_IMPL
+    CONV1_IMPL = args.conv1_impl
 
     device = jax.devices()[0]
     on_cpu = device.platform == "cpu"
@@ -815,6 +823,7 @@ def main():
         "cpu": cpu_model(), "cpu_count": os.cpu_count(),
         "loadavg_start": list(loadavg_start), "loadavg_end": list(os.getloadavg()),
         "width": args.width, "dtype": args.dtype, "fp32_precision": args.fp32_precision,
+        "conv1_impl": args.conv1_impl,
         "reps": args.reps, "quick": args.quick,
         "num_classes": NUM_CLASSES, "learning_rate": LEARNING_RATE,
         "statistic": "median wall seconds of reps calls after 1 warm-up call (compiled AOT "

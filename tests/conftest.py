@@ -36,6 +36,42 @@ def audio_factory():
     return tones_and_noise
 
 
+# Absolute tolerances of two programs that compute the same float32 values (probabilities, logits
+# or dB of order 1-100), off the CPU. XLA:CPU runs the same kernels in the same summation order in
+# every program and ignores the matmul precision setting, so the CPU tests hold 1e-6. A GPU picks
+# convolution algorithms per program (cuDNN autotuning) and fuses differently, so two programs
+# differ in summation order by a few float32 ulps through the five conv layers; at JAX's default
+# precision its float32 convolutions and matmuls round their inputs to TF32 (GPUs) or bfloat16
+# (TPUs). Calibrated on the CPU by rounding every conv input to those formats
+# (tests/test_accelerator_paths.py): segment probabilities move by ~6e-3 (TF32) and ~2e-2 (bf16),
+# while a conv kernel flipped in time moves them by ~0.7.
+ACCELERATOR_ATOL_HIGHEST = 1e-4  # JAX_DEFAULT_MATMUL_PRECISION=highest (float32 semantics)
+ACCELERATOR_ATOL_REDUCED = 5e-2  # the default precision (TF32 / one bfloat16 pass)
+ACCELERATOR_ATOL_BF16 = 3e-2  # bfloat16 compute dtype: outputs may differ by an ulp (2^-8)
+
+
+def on_accelerator() -> bool:
+    import jax
+    return jax.default_backend() != "cpu"
+
+
+def reduced_matmul_precision() -> bool:
+    """True when float32 matmuls/convs run below float32 on this backend (never on the CPU)."""
+    import jax
+    precision = str(jax.config.jax_default_matmul_precision or "default").lower()
+    return on_accelerator() and precision not in ("highest", "float32", "f32_f32_f32")
+
+
+def float_atol(cpu: float, *, bf16: bool = False) -> float:
+    """`cpu` on the CPU; off it, at least the accelerator tolerance of the run's precision (and of a
+    bfloat16 compute dtype with `bf16`). Use it wherever a test compares two *different* programs
+    (jit vs eager, vmap vs batch, export vs predict_fn, two op implementations)."""
+    if not on_accelerator():
+        return cpu
+    tol = ACCELERATOR_ATOL_REDUCED if reduced_matmul_precision() else ACCELERATOR_ATOL_HIGHEST
+    return max(cpu, tol, ACCELERATOR_ATOL_BF16 if bf16 else 0.0)
+
+
 def compile_cache_env(path: str) -> dict:
     """JAX's persistent compilation cache for subprocesses: a program compiled by one run (e.g.
     the smoke config's train and evaluation steps) is loaded, not compiled again, by the next."""

@@ -11,7 +11,7 @@ import pytest
 
 from wler_jax import export, features, predict
 from wler_jax.geometry import SAMPLE_RATE, num_segments
-from conftest import tones_and_noise
+from conftest import float_atol, tones_and_noise
 from test_predict import CLASSES, make_workdir
 
 
@@ -28,7 +28,9 @@ def exported_path(model, tmp_path_factory):
 def test_round_trip_gives_predict_fn_scores(model, exported_path):
     loaded = export.load_exported(exported_path)
     assert loaded.class_names == tuple(CLASSES) and loaded.info["inputs"] == "audio"
-    assert loaded.info["platforms"] == ["cpu"]
+    # The CPU plus the exporting backend (on a GPU: ["cpu", "cuda"]; it was ["cpu"] only).
+    assert loaded.info["platforms"] == list(dict.fromkeys(
+        ["cpu", jax.export.default_export_platform()]))
     # Two batch sizes and lengths through the one file (symbolic b and t), one under 128 frames.
     for lengths in ([3 * SAMPLE_RATE, SAMPLE_RATE + 5], [30_000]):
         n = max(lengths)
@@ -38,11 +40,12 @@ def test_round_trip_gives_predict_fn_scores(model, exported_path):
         got = jax.device_get(loaded(wav, lengths))
         ref = jax.device_get(model.predict_fn(model.params, {
             "audio": wav, "num_samples": np.array(lengths, np.int32)}))
-        np.testing.assert_allclose(got["clip"], ref["clip"], atol=1e-5)
+        np.testing.assert_allclose(got["clip"], ref["clip"], atol=float_atol(1e-5))
         for i, m in enumerate(lengths):
             s = num_segments(1 + m // 512)
             assert got["segment_mask"][i].sum() == s
-            np.testing.assert_allclose(got["segments"][i, :s], ref["segments"][i, :s], atol=1e-5)
+            np.testing.assert_allclose(got["segments"][i, :s], ref["segments"][i, :s],
+                                       atol=float_atol(1e-5))
 
 
 def test_features_export_and_slat(tmp_path):
@@ -54,8 +57,8 @@ def test_features_export_and_slat(tmp_path):
     feats, nf = features.multi_scale_log_mel(wav, np.array([n]))
     got = jax.device_get(loaded(feats, nf))
     ref = jax.device_get(m.predict_fn(m.params, {"features": feats, "num_frames": nf}))
-    np.testing.assert_allclose(got["clip"], ref["clip"], atol=1e-5)
-    np.testing.assert_allclose(got["segments"], ref["segments"], atol=1e-5)
+    np.testing.assert_allclose(got["clip"], ref["clip"], atol=float_atol(1e-5))
+    np.testing.assert_allclose(got["segments"], ref["segments"], atol=float_atol(1e-5))
     assert json.load(open(path + ".json"))["method"] == "slat"
     with pytest.raises(ValueError, match="inputs must be"):
         export.export_model(m, str(tmp_path / "x"), inputs="spectrogram")
@@ -73,8 +76,8 @@ def test_pooling_with_parameters_exports(tmp_path, pooling):
     got = jax.device_get(loaded(wav, lengths))
     ref = jax.device_get(m.predict_fn(m.params, {"audio": wav,
                                                  "num_samples": np.array(lengths, np.int32)}))
-    np.testing.assert_allclose(got["clip"], ref["clip"], atol=1e-5)
-    np.testing.assert_allclose(got["segments"], ref["segments"], atol=1e-5)
+    np.testing.assert_allclose(got["clip"], ref["clip"], atol=float_atol(1e-5))
+    np.testing.assert_allclose(got["segments"], ref["segments"], atol=float_atol(1e-5))
 
 
 def test_exported_file_runs_without_wler_jax(exported_path, model):
@@ -99,4 +102,4 @@ def test_exported_file_runs_without_wler_jax(exported_path, model):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     ref = model.predict_fn(model.params, {"audio": wav[None], "num_samples": np.array([n])})
     assert result["names"] == CLASSES
-    np.testing.assert_allclose(result["clip"], np.asarray(ref["clip"][0]), atol=1e-5)
+    np.testing.assert_allclose(result["clip"], np.asarray(ref["clip"][0]), atol=float_atol(1e-5))

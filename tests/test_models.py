@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from wler_jax import features, geometry, models, pooling
-from conftest import TEST_WIDTH, tones_and_noise
+from conftest import TEST_WIDTH, float_atol, tones_and_noise
 
 C = 10
 # Measured (seed 0, width 0.25, tones-and-noise input, 1280 frames): the largest gap between N_T's
@@ -57,8 +57,9 @@ def test_converted_nt_equals_ns_on_128_frames(ns_and_nt):
     clip, aux = nt.apply(nt_params, x, jnp.full((3,), 128))
     assert aux["segment_logits"].shape == (3, 1, C)
     scale = float(jnp.abs(want).max())
-    np.testing.assert_allclose(aux["segment_logits"][:, 0], want, atol=1e-5 * scale, rtol=0)
-    np.testing.assert_allclose(clip, want, atol=1e-5 * scale, rtol=0)
+    np.testing.assert_allclose(aux["segment_logits"][:, 0], want, atol=float_atol(1e-5) * scale,
+                               rtol=0)
+    np.testing.assert_allclose(clip, want, atol=float_atol(1e-5) * scale, rtol=0)
 
 
 def test_nt_segments_vs_ns_windows_on_1280_frames(ns_and_nt):
@@ -90,7 +91,7 @@ def test_nt_segment_sees_exactly_its_receptive_field(ns_and_nt):
         outside[0, :lo] = rng.uniform(-100, 0, outside[0, :lo].shape)
         outside[0, hi:] = rng.uniform(-100, 0, outside[0, hi:].shape)
         got = np.asarray(score(jnp.asarray(outside)))
-        np.testing.assert_allclose(got[k], seg[k], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got[k], seg[k], rtol=1e-5, atol=float_atol(1e-5))
         assert np.abs(got[k - 1] - seg[k - 1]).max() > 1e-3  # its neighbours do see the change
         for edge in (slice(lo, lo + 2), slice(hi - 2, hi)):
             inside = x.copy()
@@ -121,15 +122,16 @@ def test_padding_values_never_change_scores(name):
     clip_g, aux_g = apply(params, jnp.asarray(garbage), jnp.asarray(lengths))
     mask = np.asarray(aux["segment_mask"])
     np.testing.assert_array_equal(mask, geometry.segment_mask(lengths, 1280))
-    np.testing.assert_allclose(clip_g, clip, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(clip_g, clip, rtol=1e-5, atol=float_atol(1e-5))
     seg, seg_g = np.asarray(aux["segment_logits"]), np.asarray(aux_g["segment_logits"])
-    np.testing.assert_allclose(seg_g[mask], seg[mask], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(seg_g[mask], seg[mask], rtol=1e-5, atol=float_atol(1e-5))
     # Each recording pools in the batch exactly as it pools alone, at its own length.
     for i, t in enumerate(lengths):
         alone_clip, alone_aux = model.apply(params, jnp.asarray(x[i:i + 1, :t]), jnp.array([t]))
-        np.testing.assert_allclose(clip[i], alone_clip[0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(clip[i], alone_clip[0], rtol=1e-4, atol=float_atol(1e-4))
         s = geometry.num_segments(t)
-        np.testing.assert_allclose(seg[i, :s], alone_aux["segment_logits"][0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(seg[i, :s], alone_aux["segment_logits"][0], rtol=1e-4,
+                                   atol=float_atol(1e-4))
 
 
 def test_max_pooling_is_max_of_valid_segments():
@@ -197,14 +199,14 @@ def test_model_spec_serves_wler_and_slat_alike(pooling_name):
                                              slat_hop=128)
         if spec.method == "wler":  # N_W's own pooled output
             want_clip, aux = spec.module().apply({"params": params}, x, nf)
-            np.testing.assert_allclose(clip, want_clip, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(clip, want_clip, rtol=1e-6, atol=float_atol(1e-6))
             assert set(extras) == ({"attention_logits"} if pooling_name == "attention" else set())
             assert logits.shape == (2, 1, C) and valid.all()
         else:  # N_S on each window; the clip is the best valid window
             wins = np.stack([np.asarray(x[1, 32 * k: 32 * k + 128]) for k in range(3)])
             np.testing.assert_allclose(seg[1, :3], spec.module().apply({"params": params}, wins),
-                                       rtol=1e-5, atol=1e-5)
+                                       rtol=1e-5, atol=float_atol(1e-5))
             np.testing.assert_allclose(clip, np.where(mask[..., None], seg, -np.inf).max(1),
-                                       rtol=1e-6)
+                                       rtol=1e-6, atol=float_atol(0.0))
             assert logits.shape == (2, 2, C)  # hop 128: windows [0, 128), [128, 256)
             np.testing.assert_array_equal(valid, [[True, True], [True, False]])

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from wler_jax import audio, chunked, models, predict, reports
 from wler_jax.geometry import SAMPLE_RATE, num_segments, segment_times
-from conftest import tones_and_noise
+from conftest import float_atol, tones_and_noise
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ["dog_bark", "siren", "drilling", "car_horn"]
@@ -130,8 +130,9 @@ def test_predict_fn_equals_training_eval_step_and_feature_inputs(model):
                                                            "num_samples": lengths}))
     mask = out["segment_mask"]
     np.testing.assert_array_equal(mask, ref["segment_mask"])
-    np.testing.assert_allclose(int16["clip"], ref["clip"], atol=1e-6)
-    np.testing.assert_allclose(int16["segments"][mask], ref["segments"][mask], atol=1e-6)
+    np.testing.assert_allclose(int16["clip"], ref["clip"], atol=float_atol(1e-6))
+    np.testing.assert_allclose(int16["segments"][mask], ref["segments"][mask],
+                               atol=float_atol(1e-6))
     assert np.all(out["segments"][~mask] == 0)
     assert 0.05 < out["segments"][mask].std() and out["clip"].shape == (2, len(CLASSES))
     # Precomputed features: all four scales, or one scale alone.
@@ -139,10 +140,10 @@ def test_predict_fn_equals_training_eval_step_and_feature_inputs(model):
 
     feats, nf = features.multi_scale_log_mel(wav, lengths)
     by_features = model.predict_fn(model.params, {"features": feats, "num_frames": nf})
-    np.testing.assert_allclose(by_features["clip"], out["clip"], atol=1e-6)
+    np.testing.assert_allclose(by_features["clip"], out["clip"], atol=float_atol(1e-6))
     one = model.predict_fn(model.params, {"features": feats[0], "num_frames": nf})
     one_ref = model.predict_fn(model.params, {"features": feats[:1], "num_frames": nf})
-    np.testing.assert_allclose(one["segments"], one_ref["segments"], atol=1e-6)
+    np.testing.assert_allclose(one["segments"], one_ref["segments"], atol=float_atol(1e-6))
     with pytest.raises(ValueError, match="batch needs"):
         model.predict_fn(model.params, {"waveform": wav})
 
@@ -173,10 +174,10 @@ def test_predict_fn_under_jit_and_vmap_matches_cli(model, workdir, wav_dir, tmp_
         assert s == num_segments(1 + waves[i].size // 512) == len(rec["segment_scores"])
         cli_clip = np.array([rec["scores"][c] for c in CLASSES])
         cli_segs = np.array([[seg["scores"][c] for c in CLASSES] for seg in rec["segment_scores"]])
-        np.testing.assert_allclose(cli_clip, clip[i], atol=1e-5)
-        np.testing.assert_allclose(cli_segs, segs[i, :s], atol=1e-5)
-        np.testing.assert_allclose(vm["clip"][i], clip[i], atol=1e-6)
-        np.testing.assert_allclose(vm["segments"][i], segs[i], atol=1e-6)
+        np.testing.assert_allclose(cli_clip, clip[i], atol=float_atol(1e-5))
+        np.testing.assert_allclose(cli_segs, segs[i, :s], atol=float_atol(1e-5))
+        np.testing.assert_allclose(vm["clip"][i], clip[i], atol=float_atol(1e-6))
+        np.testing.assert_allclose(vm["segments"][i], segs[i], atol=float_atol(1e-6))
         start, end = segment_times(s)
         assert rec["segment_scores"][0]["start"] == 0.0
         np.testing.assert_allclose([x["end"] for x in rec["segment_scores"]],
@@ -189,7 +190,8 @@ def test_predict_fn_under_jit_and_vmap_matches_cli(model, workdir, wav_dir, tmp_
     rows = list(csv.DictReader(open(out_csv)))
     clip_rows = [r for r in rows if r["level"] == "clip"]
     assert [r["label"] for r in clip_rows] == CLASSES
-    np.testing.assert_allclose([float(r["score"]) for r in clip_rows], clip[0], atol=1e-5)
+    np.testing.assert_allclose([float(r["score"]) for r in clip_rows], clip[0],
+                               atol=float_atol(1e-5))
     assert sum(r["level"] == "segment" for r in rows) == len(CLASSES) * int(mask[0].sum())
     assert len([r for r in rows if r["level"] == "event"]) == len(recs[files[0]]["segments"])
 
@@ -205,9 +207,9 @@ def test_chunked_equals_single_pass(model):
     (key, pred), = list(scorer.completed()) + list(scorer.flush())
     s = num_segments(5000)
     assert key == "x" and pred.segments.shape == (s, len(CLASSES)) and pred.num_frames == 5000
-    np.testing.assert_allclose(pred.segments, full["segments"][0, :s], atol=1e-4)
-    np.testing.assert_allclose(pred.clip, full["clip"][0], atol=1e-4)
-    assert np.abs(pred.segments - full["segments"][0, :s]).max() < 1e-5
+    np.testing.assert_allclose(pred.segments, full["segments"][0, :s], atol=float_atol(1e-4))
+    np.testing.assert_allclose(pred.clip, full["clip"][0], atol=float_atol(1e-4))
+    assert np.abs(pred.segments - full["segments"][0, :s]).max() < float_atol(1e-5)
     assert scorer.shapes_compiled <= {512, 128, 192, 288, 432}
     # Short recordings (one chunk, < 128 frames too) go through the same path.
     for m in (20_000,):  # < 128 frames: padded with the floor value like in training
@@ -215,9 +217,9 @@ def test_chunked_equals_single_pass(model):
         one = predict.predict_waveform(model, audio.to_int16(y), chunk_frames=512)
         ref = model.predict_fn(model.params, {"audio": audio.to_int16(y)[None],
                                               "num_samples": np.array([m])})
-        np.testing.assert_allclose(one.clip, ref["clip"][0], atol=1e-5)
+        np.testing.assert_allclose(one.clip, ref["clip"][0], atol=float_atol(1e-5))
         np.testing.assert_allclose(one.segments, ref["segments"][0, :num_segments(1 + m // 512)],
-                                   atol=1e-5)
+                                   atol=float_atol(1e-5))
     with pytest.raises(ValueError, match="multiple of 32"):
         chunked.ChunkedScorer(model.spec, model.params, chunk_frames=500)
 
@@ -231,12 +233,13 @@ def test_slat_and_attention_workdirs(tmp_path, method, pooling):
     x = tones_and_noise(n, seed=8)
     full = jax.device_get(m.predict_fn(m.params, {"audio": x[None], "num_samples": np.array([n])}))
     ref = reference_scores(m.spec, m.params, {"audio": x[None], "num_samples": np.array([n])})
-    np.testing.assert_allclose(full["clip"], ref["clip"], atol=1e-6)
+    np.testing.assert_allclose(full["clip"], ref["clip"], atol=float_atol(1e-6))
     s = num_segments(451)
-    np.testing.assert_allclose(full["segments"][0, :s], ref["segments"][0, :s], atol=1e-6)
+    np.testing.assert_allclose(full["segments"][0, :s], ref["segments"][0, :s],
+                               atol=float_atol(1e-6))
     pred = predict.predict_waveform(m, x, chunk_frames=256)
-    np.testing.assert_allclose(pred.segments, full["segments"][0, :s], atol=1e-5)
-    np.testing.assert_allclose(pred.clip, full["clip"][0], atol=1e-5)
+    np.testing.assert_allclose(pred.segments, full["segments"][0, :s], atol=float_atol(1e-5))
+    np.testing.assert_allclose(pred.clip, full["clip"][0], atol=float_atol(1e-5))
 
 
 def test_audio_stream_equals_load(tmp_path):

@@ -10,7 +10,7 @@ from absl import flags
 
 from wler_jax import errors, pooling
 from wler_jax.data import DATASETS
-from wler_jax.models import OP_IMPLS
+from wler_jax.models import CONV1_IMPLS, OP_IMPLS
 
 CHOICES = {
     "method": ("wler", "slat"),
@@ -19,6 +19,7 @@ CHOICES = {
     "model.pooling": tuple(pooling.POOLINGS),
     "model.dtype": ("float32", "bfloat16"),
     "model.op_impl": OP_IMPLS,
+    "model.conv1_impl": CONV1_IMPLS,
     "train.optimizer": ("adagrad", "adam"),
     "train.scales_per_step": ("all", "one"),
     "train.schedule": ("constant", "cosine"),

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wler_jax import conv as conv_lib
+from wler_jax import conv1_pallas
 from wler_jax import pooling as pooling_lib
 from wler_jax import relu_max_pool
 from wler_jax.features import FLOOR_DB
@@ -110,6 +111,7 @@ class ConvStack(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "xla"
     pool_impl: str = "xla"
+    conv1_impl: str = "plain"  # "pallas"(_interpret): C1P1 as one fused kernel (conv1_pallas)
 
     @nn.compact
     def __call__(self, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
@@ -121,6 +123,11 @@ class ConvStack(nn.Module):
             if lengths is not None:
                 valid = jnp.arange(x.shape[1])[None, :] < (lengths >> i)[:, None]
                 x = jnp.where(valid[:, :, None, None], x, jnp.zeros((), x.dtype))
+            if i == 0 and self.conv1_impl != "plain":  # same params, same function
+                x = conv1_pallas.Conv1Block(scaled(filters, self.width), dtype=self.dtype,
+                                            kernel_init=KERNEL_INIT, impl=self.conv1_impl,
+                                            name="conv1")(x)
+                continue
             x, bias = conv_lib.Conv(scaled(filters, self.width), (3, 3), padding="SAME",
                                     dtype=self.dtype, kernel_init=KERNEL_INIT,
                                     impl=self.conv_impl, name=f"conv{i + 1}")(
@@ -140,6 +147,7 @@ class SegmentNet(nn.Module):
     conv_impl: str = "xla"
     pool_impl: str = "xla"
     input_norm: bool = False
+    conv1_impl: str = "plain"
 
     @nn.compact
     def __call__(self, windows: jax.Array, *, train: bool = False) -> jax.Array:
@@ -148,7 +156,7 @@ class SegmentNet(nn.Module):
         if self.input_norm:
             windows = InputNorm(name="input_norm")(windows)
         x = ConvStack(self.width, self.dtype, self.conv_impl, self.pool_impl,
-                      name="conv_stack")(windows)
+                      self.conv1_impl, name="conv_stack")(windows)
         x = x.reshape(x.shape[0], -1)  # flatten [4, 4, C5] row-major: (time, mel, channel)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.relu(nn.Dense(scaled(PAPER_HIDDEN, self.width), dtype=self.dtype,
@@ -176,6 +184,7 @@ class WLER(nn.Module):
     conv_impl: str = "xla"
     pool_impl: str = "xla"
     input_norm: bool = False
+    conv1_impl: str = "plain"
 
     @nn.compact
     def __call__(self, features: jax.Array, num_frames: jax.Array, *,
@@ -185,7 +194,7 @@ class WLER(nn.Module):
         if self.input_norm:  # frames past `effective` are zeroed again by ConvStack's mask
             x = InputNorm(name="input_norm")(x)
         x = ConvStack(self.width, self.dtype, self.conv_impl, self.pool_impl,
-                      name="conv_stack")(x, effective)
+                      self.conv1_impl, name="conv_stack")(x, effective)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = conv_lib.Conv(scaled(PAPER_HIDDEN, self.width), (HEAD_SIZE, HEAD_SIZE),
                           padding="VALID", dtype=self.dtype, kernel_init=KERNEL_INIT,
@@ -247,6 +256,20 @@ def resolve_ops(op_impl: str, devices: Optional[Iterable[Any]] = None) -> str:
     return "cpu" if devices and all(d.platform == "cpu" for d in devices) else "xla"
 
 
+CONV1_IMPLS = ("plain", "pallas")  # config field model.conv1_impl
+
+
+def resolve_conv1(conv1_impl: str, devices: Optional[Iterable[Any]] = None) -> str:
+    """`model.conv1_impl` for the devices of a run: "plain", "pallas" (GPUs, TPUs) or
+    "pallas_interpret" ("pallas" when every device is a CPU: Pallas' interpreter, for tests)."""
+    if conv1_impl not in CONV1_IMPLS:
+        raise ValueError(f"model.conv1_impl must be one of {CONV1_IMPLS}, got {conv1_impl!r}")
+    if conv1_impl == "plain":
+        return "plain"
+    devices = list(jax.devices() if devices is None else devices)
+    return "pallas_interpret" if all(d.platform == "cpu" for d in devices) else "pallas"
+
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -266,6 +289,8 @@ class ModelSpec:
       pool_impl: `relu_max_pool` implementation, "xla" | "fused".
       input_norm: standardise each mel band with the training split's statistics, kept in
         params["input_norm"] (`InputNorm`).
+      conv1_impl: C1P1 as XLA ops ("plain") or one fused Pallas kernel ("pallas", or
+        "pallas_interpret" on CPUs): `conv1_pallas`, same parameters and function.
     """
 
     method: str
@@ -278,6 +303,7 @@ class ModelSpec:
     conv_impl: str = "xla"
     pool_impl: str = "xla"
     input_norm: bool = False
+    conv1_impl: str = "plain"
 
     @classmethod
     def from_config(cls, config, num_classes: int, *,
@@ -285,7 +311,8 @@ class ModelSpec:
         """The spec of a training config (`configs/common.py` fields).
 
         `config.model.op_impl` ("auto" when the config predates the field) is resolved for
-        `devices` (default `jax.devices()`): see `resolve_ops`.
+        `devices` (default `jax.devices()`): see `resolve_ops`; `model.conv1_impl` ("plain"
+        when absent) likewise (`resolve_conv1`).
         """
         ops = resolve_ops(config.model.get("op_impl", "auto"), devices)
         conv_impl, pool_impl = OPS[ops]
@@ -294,7 +321,8 @@ class ModelSpec:
                    dtype=config.model.dtype, dropout_rate=float(config.model.dropout_rate),
                    slat_hop=int(config.input.slat_eval_hop), conv_impl=conv_impl,
                    pool_impl=pool_impl,
-                   input_norm=config.model.get("input_norm", "none") == "per_band")
+                   input_norm=config.model.get("input_norm", "none") == "per_band",
+                   conv1_impl=resolve_conv1(config.model.get("conv1_impl", "plain"), devices))
 
     @property
     def ops(self) -> dict[str, str]:
@@ -312,7 +340,7 @@ class ModelSpec:
         dtype = _DTYPES[self.dtype]
         kwargs = dict(width=self.width, dropout_rate=self.dropout_rate, dtype=dtype,
                       conv_impl=self.conv_impl, pool_impl=self.pool_impl,
-                      input_norm=self.input_norm)
+                      input_norm=self.input_norm, conv1_impl=self.conv1_impl)
         if self.method == "wler":
             return WLER(self.num_classes, pooling=self.pooling, **kwargs)
         if self.method == "slat":

@@ -20,14 +20,14 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import (checkpoints, data, errors, evaluate, geometry, inference, input_pipeline,
-                      input_stats, models, steps)
+from wler_jax import (checkpoints, compile_cache, data, errors, evaluate, geometry, inference,
+                      input_pipeline, input_stats, models, steps)
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
                      "data.classes", "data.validation_fold", "data.test_fold", "seed")
 # model.* fields that may differ on resume: the op implementations compute the same function.
-NOT_COMPARED_MODEL_FIELDS = ("op_impl",)
+NOT_COMPARED_MODEL_FIELDS = ("op_impl", "conv1_impl")
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int, devices=None
@@ -134,6 +134,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise errors.NotAWorkdirError(f"--workdir {workdir} is a file, not a directory; give a "
                                       "new directory or an earlier run's workdir")
     os.makedirs(workdir, exist_ok=True)
+    compile_cache.configure(config.get("compile_cache_dir", compile_cache.default_cache_dir()))
     sources, class_names, data_info = data.load(config)
     check_workdir(workdir, config, class_names)
     num_classes = len(class_names)
@@ -200,6 +201,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                example_norm=example_norm),
                          donate_argnums=0)
     eval_fn = functools.partial(inference.predict, spec)  # jitted; the predict_fn users call
+    if config.get("compile_ahead", True):  # every bucket shape now, not at its first batch
+        train_step, eval_fn = compile_cache.compile_run(
+            train_step, inference.predict, spec, state, batchers, num_classes=num_classes,
+            sharding=batch_sharding)
     from tensorboardX import SummaryWriter
     writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
     train_src, train_batcher = sources["train"], batchers["train"]
@@ -221,8 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             shape = batch["audio"].shape
             if shape not in shapes_seen:
                 shapes_seen.add(shape)
-                logging.info("compiling train step for batch shape %s (compile #%d)", shape,
-                             len(shapes_seen))
+                logging.info("train step: batch shape %s (shape #%d)", shape, len(shapes_seen))
             state, metrics = train_step(state, batch)
             step += 1
             progress.update(step, epoch, epochs, metrics,

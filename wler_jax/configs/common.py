@@ -9,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import FieldReference
 
+from wler_jax import compile_cache
 from wler_jax.data import DATASETS  # the one list of dataset names
 
 SIZES = ("smoke", "cpu", "full")
@@ -35,6 +36,11 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.method = method  # 'wler': N_W on whole recordings; 'slat': N_S on windows (the baseline)
     c.seed = 0  # model init, dropout and data order
+    # JAX's persistent compilation cache (reruns, resumes and other workdirs load compiled
+    # programs instead of compiling them): a directory, default ~/.cache/wler_jax/jax_cache
+    # ($XDG_CACHE_HOME and $JAX_COMPILATION_CACHE_DIR honoured); '' turns it off.
+    c.compile_cache_dir = compile_cache.default_cache_dir()
+    c.compile_ahead = True  # compile every batch shape of the plan before the first step
 
     c.data = ml_collections.ConfigDict()
     c.data.name = dataset
@@ -59,6 +65,10 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     # ReLU + 2x2 max pool: fast on XLA:CPU) | xla (plain XLA ops: GPUs and TPUs). Recorded,
     # resolved, in the workdir's run.json.
     c.model.op_impl = "auto"
+    # C1P1 (conv1 + bias + ReLU + 2x2 pool): plain (XLA ops) | pallas (one fused Pallas kernel,
+    # forward and backward, wler_jax/conv1_pallas.py; same function; CPUs run it interpreted).
+    # Off by default until timed on a GPU.
+    c.model.conv1_impl = "plain"
     # per_band: standardise each mel band with the training split's mean/std (kept with the
     # params, applied by predict too) | none: raw dB as in the paper
     c.model.input_norm = "none"

@@ -15,6 +15,7 @@ Command line::
 
     python -m wler_jax.predict --workdir=DIR FILES_OR_FOLDERS... [--output=predictions.json]
         [--threshold=0.5] [--events_tsv=events.tsv [--median_filter=N]] [--plot=DIR]
+        [--compile_cache_dir=DIR]   (JAX's persistent compilation cache, as in training)
 
 Folders are searched recursively for audio files (`AUDIO_EXTENSIONS`); files named on the
 command line are read whatever their extension. Outputs:

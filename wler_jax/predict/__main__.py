@@ -12,7 +12,7 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from wler_jax import errors, reports
+from wler_jax import compile_cache, errors, reports
 from wler_jax.audio import AUDIO_EXTENSIONS, AudioError
 from wler_jax.chunked import Prediction
 from wler_jax.predict import DEFAULT_CHUNK_FRAMES, find_audio_files, load_model, predict_files
@@ -32,6 +32,9 @@ flags.DEFINE_integer("chunk_frames", DEFAULT_CHUNK_FRAMES, "Frames per chunk (mu
                      ">= 256); bounds memory whatever the recording length.")
 flags.DEFINE_integer("batch_size", 0, "Chunks per device call (0: 1 on CPU, 8 on accelerators).")
 flags.DEFINE_bool("progress", True, "Progress bar over files on stderr.")
+flags.DEFINE_string("compile_cache_dir", None, "JAX persistent compilation cache (a rerun loads "
+                    "the compiled programs); default ~/.cache/wler_jax/jax_cache as in training, "
+                    "'' turns it off.")
 
 
 class _QuietLibraries:
@@ -64,6 +67,8 @@ def _predict(inputs: list[str], ext: str) -> int:
     import jax
     from tqdm import tqdm
 
+    compile_cache.configure(compile_cache.default_cache_dir() if FLAGS.compile_cache_dir is None
+                            else FLAGS.compile_cache_dir)
     model = load_model(FLAGS.workdir)
     batch_size = FLAGS.batch_size or (1 if jax.default_backend() == "cpu" else 8)
     files = find_audio_files(inputs)
