@@ -15,8 +15,8 @@ Four ways to a classifier, each scored by clip mAP on the same test split:
                  (`train.init_from`; `train.freeze=--freeze`, "" = everything trains).
   (c) probe      scikit-learn logistic regression (one per class, standardised inputs, C chosen
                  on validation mAP from a small grid) on the source model's clip embeddings
-                 (`wler_jax.embeddings`: FCv1 activations, masked mean over segments, the four
-                 scales averaged) of every clip.
+                 (`wler_jax.embeddings`: FCv1 activations, the four scales averaged; masked mean
+                 and max over segments concatenated, `--probe_pooling`) of every clip.
   (d) logmel     the same probe on mean and std over time of each mel band of the log-mel, at
                  each of the four scales (1024 numbers per clip): the no-network baseline.
 
@@ -34,7 +34,7 @@ extraction + fit seconds for (c)/(d).
 
 JSON: {"runs": [{"condition", "seed", "test_mAP", "test_mAP_ci95", "validation_mAP",
 "seconds", ...}], "summary": {condition: {"test_mAP": {mean, std, ci95, n, values}, ...},
-"finetune_minus_scratch": {...}}, "source": {...}, "config": {...}}.
+"finetune_minus_scratch": {...}}, "source": {...}, ...}.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from compare_wler_slat import interval  # noqa: E402  (t-interval over seeds)
 
-C_GRID = (0.01, 0.1, 1.0, 10.0)  # logistic regression inverse regularisation, picked on validation
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # logistic regression 1 / L2 weight, picked on validation
 
 
 def read_clips(path: str) -> tuple[list[str], list[list[str]], list[str]]:
@@ -142,9 +142,11 @@ def ensure_source(args) -> tuple[str, dict]:
     return workdir, info
 
 
-# -- (c) and (d): probes ----------------------------------------------------------------------------
-def embedding_features(source: str, paths: list[str]) -> tuple[np.ndarray, float]:
-    """[N, D] clip embeddings (masked mean) of the source model, and the seconds it took."""
+# -- (c) and (d): probes ------------------------------------------------------------------------
+def embedding_features(source: str, paths: list[str], pooling: str = "both"
+                       ) -> tuple[np.ndarray, float]:
+    """Clip embeddings of the source model ([N, D] masked mean or max, or [N, 2 D] both), and
+    the seconds they took."""
     import jax
 
     from wler_jax import embeddings
@@ -157,7 +159,8 @@ def embedding_features(source: str, paths: list[str]) -> tuple[np.ndarray, float
     for i, emb, err in embeddings.embed_files(model, paths, batch_size=batch):
         if err is not None:
             raise err
-        out[i] = emb.clip_mean
+        out[i] = {"mean": emb.clip_mean, "max": emb.clip_max,
+                  "both": np.concatenate([emb.clip_mean, emb.clip_max])}[pooling]
     return np.stack([out[i] for i in range(len(paths))]), time.time() - t0
 
 
@@ -245,6 +248,26 @@ def print_table(summary: dict) -> None:
               f"{d['finetune_wins']}/{len(d['seeds'])} seeds")
 
 
+def _no_nan(x):
+    """NaN (no interval from one value) as JSON null."""
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_no_nan(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
+
+
+def cached(out: str, name: str, resume: bool, compute) -> tuple[np.ndarray, float]:
+    """`compute()` -> (features, seconds), kept in `<out>/features_<name>.npz` for --resume."""
+    path = os.path.join(out, f"features_{name}.npz")
+    if resume and os.path.exists(path):
+        z = np.load(path)
+        return z["x"], float(z["seconds"])
+    x, seconds = compute()
+    np.savez(path, x=x, seconds=seconds)
+    return x, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", required=True, help="clips.csv of bench/real_mixtures.py "
@@ -259,10 +282,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--size", default="cpu", choices=("smoke", "cpu", "full"))
     parser.add_argument("--freeze", default="", help="train.freeze of the fine-tuning runs")
+    parser.add_argument("--probe_pooling", default="both", choices=("mean", "max", "both"),
+                        help="clip embedding of (c): masked mean, max, or both concatenated")
     parser.add_argument("--conditions", default="scratch,finetune,probe,logmel")
     parser.add_argument("--override", action="append", default=[],
                         help="config field=value for the target runs (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs")
+    parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs and "
+                        "probe features (<out>/features_*.npz)")
     parser.add_argument("--verbose", action="store_true", help="training logs")
     parser.add_argument("--json", default=None, help="default bench/results/transfer_<size>.json")
     args = parser.parse_args()
@@ -285,20 +311,21 @@ def main() -> None:
 
     def save():
         with open(path, "w") as f:
-            json.dump({"target": os.path.abspath(args.clips), "size": args.size,
+            json.dump(_no_nan({"target": os.path.abspath(args.clips), "size": args.size,
                        "seeds": args.seeds, "freeze": args.freeze, "overrides": args.override,
                        "clips_per_split": {s: int((splits == s).sum())
                                            for s in ("train", "validation", "test")},
                        "source": source_info, "total_seconds": round(time.time() - t_start, 1),
-                       "runs": runs, "summary": summarise(runs)}, f, indent=1)
+                       "runs": runs, "summary": summarise(runs)}), f, indent=1)
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if "probe" in conditions:
-        x, s = embedding_features(source, paths)
+        x, s = cached(args.out, f"probe_{args.probe_pooling}", args.resume,
+                      lambda: embedding_features(source, paths, args.probe_pooling))
         runs.append(probe("probe", x, y, splits, class_names, s))
         save()
     if "logmel" in conditions:
-        x, s = logmel_features(paths)
+        x, s = cached(args.out, "logmel", args.resume, lambda: logmel_features(paths))
         runs.append(probe("logmel", x, y, splits, class_names, s))
         save()
     for seed in range(args.seeds):

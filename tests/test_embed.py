@@ -3,7 +3,6 @@ invariance, chunked = one pass, and the `python -m wler_jax.embed` command line.
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -19,10 +19,13 @@ checked. Substitutions, all of them here:
   Commands identical after these substitutions except for the workdir are run once; the other
   workdir names are symlinks to the run's workdir (so `--config=configs/wler.py:full` trains
   nothing new: it is the smoke run again).
-* `python -m wler_jax.predict`: input files and folders named in the README are written as real
-  audio (a folder gets two files, one in a sub-folder); absolute paths are moved under the
-  scratch folder. A `--workdir` that no earlier README command trained is a symlink to a smoke
-  WLER run (trained first if there is none).
+* `--config.train.init_from=W` (fine-tuning): a `W` that no earlier README command trained is a
+  symlink to a smoke WLER run (trained first if there is none); an absolute `W` is moved under
+  the scratch folder.
+* `python -m wler_jax.predict` and `python -m wler_jax.embed`: input files and folders named in
+  the README are written as real audio (a predict folder gets two files, one in a sub-folder);
+  absolute paths are moved under the scratch folder. A `--workdir` that no earlier README
+  command trained is a symlink to a smoke WLER run (trained first if there is none).
 * `python bench/compare_wler_slat.py` (trains SLAT and WLER): `--variant=<dataset,>smoke`,
   `--epochs=1`, the same speed overrides, `--workdir` and `--json` in the scratch folder. Its
   two runs resume the README's own `configs/{slat,wler}.py` smoke runs when there are some
@@ -282,6 +285,12 @@ def _check_trained(sb: Sandbox, workdir: str) -> None:
 
 
 def run_main(sb: Sandbox, args: list[str], env: dict) -> None:
+    # Fine-tuning: a source workdir no README command trained is the smoke WLER run.
+    prefix = "--config.train.init_from="
+    args = [prefix + sb.path(a[len(prefix):]) if a.startswith(prefix) else a for a in args]
+    for a in args:
+        if a.startswith(prefix) and not os.path.isdir(sb.abs(a[len(prefix):])):
+            _symlink(default_wler_workdir(sb), sb.abs(a[len(prefix):]))
     key, argv, workdir = _normalise_main(sb, args, env)
     if key in sb.trained:  # the same run up to its workdir: already done
         _symlink(sb.trained[key], sb.abs(workdir))
