@@ -171,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, meta = restored
         logging.info("resuming from step %d (epoch %d, batch %d)", int(state.step),
                      meta["epoch"] + 1, meta["batch"])
-    elif spec.input_norm:
+    elif spec.input_norm and not config.train.get("init_from"):  # init_from: the source's
         stats = input_stats.band_statistics(sources["train"])
         logging.info("input normalisation from %d training frames x scales: per-band mean "
                      "%.1f .. %.1f dB, std %.1f .. %.1f dB", stats["frames"], stats["mean"].min(),
