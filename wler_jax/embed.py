@@ -143,6 +143,9 @@ def cli(argv: Sequence[str]) -> int:
 
 def _parse(argv: list[str]) -> list[str]:
     """This command's flags, then absl's own (logging) on what is left."""
+    if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
+        sys.stdout.write(f"{__doc__}\nflags:\n{FLAGS.get_help()}\n")
+        raise SystemExit(0)
     try:
         return flags.FLAGS(FLAGS(argv, known_only=True))
     except flags.Error as e:
