@@ -180,3 +180,6 @@ def test_predict_notebook_tags_localises_plots_and_runs_the_cli(trained, tmp_pat
     assert [p for p in os.listdir(os.path.join(out_dir, "cli_plots")) if p.endswith(".png")]
     assert "vmap == batch: True" in text
     assert "strongest segment starts at" in text
+    # Section 8: embeddings of the same batch, and the fine-tuning command (run only with data).
+    assert "clip_mean" in text and "segment embeddings over" in text
+    assert "--config.train.init_from=" + paths["workdir"] in text

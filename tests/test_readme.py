@@ -19,10 +19,13 @@ checked. Substitutions, all of them here:
   Commands identical after these substitutions except for the workdir are run once; the other
   workdir names are symlinks to the run's workdir (so `--config=configs/wler.py:full` trains
   nothing new: it is the smoke run again).
-* `python -m wler_jax.predict`: input files and folders named in the README are written as real
-  audio (a folder gets two files, one in a sub-folder); absolute paths are moved under the
-  scratch folder. A `--workdir` that no earlier README command trained is a symlink to a smoke
-  WLER run (trained first if there is none).
+* `--config.train.init_from=W` (fine-tuning): a `W` that no earlier README command trained is a
+  symlink to a smoke WLER run (trained first if there is none); an absolute `W` is moved under
+  the scratch folder.
+* `python -m wler_jax.predict` and `python -m wler_jax.embed`: input files and folders named in
+  the README are written as real audio (a predict folder gets two files, one in a sub-folder);
+  absolute paths are moved under the scratch folder. A `--workdir` that no earlier README
+  command trained is a symlink to a smoke WLER run (trained first if there is none).
 * `python bench/compare_wler_slat.py` (trains SLAT and WLER): `--variant=<dataset,>smoke`,
   `--epochs=1`, the same speed overrides, `--workdir` and `--json` in the scratch folder. Its
   two runs resume the README's own `configs/{slat,wler}.py` smoke runs when there are some
@@ -108,6 +111,8 @@ def _kind(argv: list[str]) -> str:
             return "main"
         if args[1:3] == ["-m", "wler_jax.predict"]:
             return "predict"
+        if args[1:3] == ["-m", "wler_jax.embed"]:
+            return "embed"
         if re.fullmatch(r"bench/[\w.-]+\.py", args[1]):
             return "bench"
     return "unknown"
@@ -280,6 +285,12 @@ def _check_trained(sb: Sandbox, workdir: str) -> None:
 
 
 def run_main(sb: Sandbox, args: list[str], env: dict) -> None:
+    # Fine-tuning: a source workdir no README command trained is the smoke WLER run.
+    prefix = "--config.train.init_from="
+    args = [prefix + sb.path(a[len(prefix):]) if a.startswith(prefix) else a for a in args]
+    for a in args:
+        if a.startswith(prefix) and not os.path.isdir(sb.abs(a[len(prefix):])):
+            _symlink(default_wler_workdir(sb), sb.abs(a[len(prefix):]))
     key, argv, workdir = _normalise_main(sb, args, env)
     if key in sb.trained:  # the same run up to its workdir: already done
         _symlink(sb.trained[key], sb.abs(workdir))
@@ -370,6 +381,40 @@ def run_predict(sb: Sandbox, args: list[str], env: dict) -> None:
     if "--plot" in outputs:
         pngs = [p for p in os.listdir(sb.abs(outputs["--plot"])) if p.endswith(".png")]
         assert len(pngs) == expected
+
+
+def run_embed(sb: Sandbox, args: list[str], env: dict) -> None:
+    """As predict: a --workdir no README command trained is the smoke WLER run, inputs are
+    written as real audio; the .npz must hold one clip embedding per file."""
+    import numpy as np
+
+    flags, inputs = _flags(args, lambda name: name in ("segments", "nosegments", "progress",
+                                                       "noprogress"))
+    assert inputs, "the README's embed command names no audio"
+    values = dict(flags)
+    workdir = values.get("--workdir")
+    assert workdir, "no --workdir"
+    if not os.path.isdir(sb.abs(workdir)):
+        _symlink(default_wler_workdir(sb), sb.abs(workdir))
+    new_inputs = [sb.path(item) for item in inputs]
+    for i, item in enumerate(inputs):
+        path = sb.abs(item)
+        if os.path.exists(path):
+            continue
+        if os.path.splitext(item)[1] == "":
+            _write_recording(os.path.join(path, "street.wav"), 3.0, seed=40 + i)
+        else:
+            _write_recording(path, 4.0, seed=50 + i)
+    output = sb.path(values.get("--output") or "embeddings.npz")
+    other = [f"{n}={v}" if v is not None else n for n, v in flags
+             if n not in ("--output", "--workdir")]
+    run(sb, ["python", "-m", "wler_jax.embed", f"--workdir={sb.path(workdir)}", *new_inputs,
+             f"--output={output}", *other], env)
+    if output.endswith(".npz"):
+        z = np.load(sb.abs(output))
+        assert len(z["files"]) == z["clip"].shape[0] > 0 and len(z["failed_files"]) == 0
+        if "--segments" in values:
+            assert z["segments"].shape[1] == z["clip"].shape[1]
 
 
 # -------------------------------------------------------------------------------- bench
@@ -478,7 +523,8 @@ def test_readme_command_runs(argv, sandbox):
     if kind == "unknown":
         pytest.fail(f"README command of a kind this test does not know: {shlex.join(argv)}; "
                     "add a rule for it in tests/test_readme.py")
-    runner = {"main": run_main, "predict": run_predict, "bench": run_bench}[kind]
+    runner = {"main": run_main, "predict": run_predict, "bench": run_bench,
+              "embed": run_embed}[kind]
     runner(sandbox, argv[1:] if kind == "bench" else argv[3:], env)
 
 

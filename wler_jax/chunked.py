@@ -263,10 +263,15 @@ class ChunkedScorer:
         lengths = np.array([j.audio_length for j in jobs] + [0] * pad, np.int32)
         nf = np.array([j.num_frames for j in jobs] + [frames] * pad, np.int32)
         self.shapes_compiled.add(frames)
-        out = chunk_logits(self.spec, self.params, audio, lengths, nf)  # dispatched async
+        out = self._device_call(audio, lengths, nf)  # dispatched async
         self._in_flight.append((jobs, out))
         if len(self._in_flight) > 1:  # keep one call in flight while the host reads on
             self._collect()
+
+    def _device_call(self, audio, lengths, num_frames):
+        """The per-chunk device computation: ([K, B, S, X] per-segment values, extras). Scoring
+        returns logits (`chunk_logits`); `wler_jax.embeddings` returns embeddings here."""
+        return chunk_logits(self.spec, self.params, audio, lengths, num_frames)
 
     def _collect(self) -> None:
         jobs, out = self._in_flight.pop(0)
@@ -300,13 +305,16 @@ class ChunkedScorer:
                                  f"expected [0, {num_segs})")  # a bug here, never bad input
         extras = {n: np.concatenate([p[2][n] for p in rec.pieces], axis=1)
                   for n in rec.pieces[0][2]}
+        self._done.append((rec.key, self._result(logits, extras, num_segs, rec.num_samples)))
+
+    def _result(self, logits: np.ndarray, extras: dict, num_segs: int, num_samples: int):
+        """A whole recording's result from its [K, S, X] per-segment values (`_device_call`)."""
         padded = 1 << max(3, (num_segs - 1).bit_length())  # a few finalize shapes only
         pad = ((0, 0), (0, padded - num_segs), (0, 0))
         clip, segs = _finalize_padded(
             self.spec, self.params, np.pad(logits, pad)[:, None], num_segs,
             {n: np.pad(e, pad)[:, None] for n, e in extras.items()})
-        self._done.append((rec.key, Prediction(np.asarray(clip), np.asarray(segs)[:num_segs],
-                                               rec.num_samples)))
+        return Prediction(np.asarray(clip), np.asarray(segs)[:num_segs], num_samples)
 
     # -- results ---------------------------------------------------------------------------
     def completed(self) -> Iterator[tuple[Any, Prediction]]:

@@ -76,3 +76,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                         "(--config.data.path=FOLDER_OR_CSV)")
     if problems:
         raise errors.ConfigError("invalid config: " + "; ".join(problems))
+    from wler_jax import transfer  # train.init_from / train.freeze
+
+    transfer.validate(config)

@@ -45,22 +45,12 @@ def stack_scales(outs: list) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]
     return jnp.stack([o[0] for o in outs]), outs[0][1], extras
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def predict(spec: ModelSpec, params: Any, batch: dict) -> dict[str, jax.Array]:
-    """Clip and segment probabilities of a batch (the body of `predict_fn`).
+def batch_features(batch: dict) -> tuple[jax.Array, jax.Array, bool]:
+    """The log-mel scales of a `predict` batch (either format; see `predict`).
 
-    Args:
-      spec: the model (static).
-      params: its parameters.
-      batch: either {"audio": [B, L] float32 (in [-1, 1]) or int16 44.1 kHz mono, zero-padded,
-        "num_samples": [B] valid samples} (features computed here, all four scales), or
-        {"features": [K, B, T, 128] log-mel dB of K scales in `N_FFTS` order, or [B, T, 128]
-        for one scale, "num_frames": [B] valid frames}. Without the batch axis ([L] and a
-        scalar length, or [K, T, 128] / [T, 128]) one recording is scored and the outputs have
-        no batch axis either, which is what `jax.vmap` over recordings gives.
-    Returns:
-      {"clip": [B, C] probabilities, "segments": [B, S, C] probabilities (0 on invalid
-       segments), "segment_mask": [B, S] bool}, S = max(T, 128) // 32 - 3.
+    Returns (features [K, B, T, 128], num_frames [B], single): `single` when the batch had no
+    batch axis (B = 1 here; the caller drops the axis again). Shared by `predict` and
+    `wler_jax.embeddings.embed`, so both take exactly the same batches.
     """
     if "audio" in batch:
         lengths = jnp.asarray(batch["num_samples"])
@@ -78,6 +68,27 @@ def predict(spec: ModelSpec, params: Any, batch: dict) -> dict[str, jax.Array]:
     else:
         raise ValueError(f"batch needs 'audio' + 'num_samples' or 'features' + 'num_frames'; "
                          f"got keys {sorted(batch)}")
+    return feats, num_frames, single
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def predict(spec: ModelSpec, params: Any, batch: dict) -> dict[str, jax.Array]:
+    """Clip and segment probabilities of a batch (the body of `predict_fn`).
+
+    Args:
+      spec: the model (static).
+      params: its parameters.
+      batch: either {"audio": [B, L] float32 (in [-1, 1]) or int16 44.1 kHz mono, zero-padded,
+        "num_samples": [B] valid samples} (features computed here, all four scales), or
+        {"features": [K, B, T, 128] log-mel dB of K scales in `N_FFTS` order, or [B, T, 128]
+        for one scale, "num_frames": [B] valid frames}. Without the batch axis ([L] and a
+        scalar length, or [K, T, 128] / [T, 128]) one recording is scored and the outputs have
+        no batch axis either, which is what `jax.vmap` over recordings gives.
+    Returns:
+      {"clip": [B, C] probabilities, "segments": [B, S, C] probabilities (0 on invalid
+       segments), "segment_mask": [B, S] bool}, S = max(T, 128) // 32 - 3.
+    """
+    feats, num_frames, single = batch_features(batch)
     outs = [spec.segment_logits(params, feats[k], num_frames) for k in range(feats.shape[0])]
     result = finalize(spec, params, *stack_scales(outs))
     return jax.tree.map(lambda x: x[0], result) if single else result

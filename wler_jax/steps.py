@@ -15,6 +15,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import optax
+from flax import traverse_util
 from flax.training import train_state
 
 from wler_jax import features as features_lib
@@ -162,7 +163,8 @@ def make_optimizer(optimizer: str, learning_rate: float, *, adagrad_eps: float =
       schedule: "constant" (paper) or "cosine" (decay to 0 over `total_steps`), both after a
         linear warm-up of `warmup_steps` from 0.
       clip_norm: > 0 clips the global gradient norm first (batches of 1-8 recordings are noisy).
-      frozen: top-level parameter names the optimiser never changes (e.g. "input_norm").
+      frozen: parameter subtrees the optimiser never changes: top-level names ("input_norm")
+        or '/'-paths ("conv_stack/conv1").
     """
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {schedule!r}: 'constant' or 'cosine'")
@@ -183,8 +185,11 @@ def make_optimizer(optimizer: str, learning_rate: float, *, adagrad_eps: float =
     if clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
     if frozen:
+        prefixes = [tuple(f.split("/")) for f in frozen]
+
         def labels(params):
-            return {k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
-                    for k, v in params.items()}
+            return traverse_util.path_aware_map(
+                lambda path, _: "frozen" if any(path[:len(p)] == p for p in prefixes)
+                else "train", params)
         tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
     return tx

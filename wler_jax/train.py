@@ -21,7 +21,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wler_jax import (checkpoints, compile_cache, data, errors, evaluate, geometry, inference,
-                      input_pipeline, input_stats, models, steps)
+                      input_pipeline, input_stats, models, steps, transfer)
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
@@ -135,6 +135,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                       "new directory or an earlier run's workdir")
     os.makedirs(workdir, exist_ok=True)
     compile_cache.configure(config.get("compile_cache_dir", compile_cache.default_cache_dir()))
+    if config.train.get("init_from") and not transfer.has_started(workdir):
+        transfer.check_source(config.train.init_from, config, workdir=workdir)  # before any work
     sources, class_names, data_info = data.load(config)
     check_workdir(workdir, config, class_names)
     num_classes = len(class_names)
@@ -165,9 +167,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         adagrad_initial_accumulator=config.train.adagrad_initial_accumulator,
         total_steps=sum(batchers["train"].num_batches(e) for e in range(config.train.epochs)),
         warmup_steps=config.train.warmup_steps, schedule=config.train.schedule,
-        clip_norm=config.train.clip_norm, frozen=("input_norm",) if spec.input_norm else ())
+        clip_norm=config.train.clip_norm,
+        frozen=(("input_norm",) if spec.input_norm else ()) + transfer.freeze_paths(config))
     state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=spec.init(r), tx=tx),
                     out_shardings=replicated)(init_rng)
+    transfer.check_freeze(transfer.freeze_paths(config), state.params)
     logging.info("%s model, %d parameters (width %.3g, pooling %s, ops: conv %s, pool %s)",
                  config.method.upper(), models.num_params(state.params), config.model.width,
                  config.model.pooling, spec.conv_impl, spec.pool_impl)
@@ -179,13 +183,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, meta = restored
         logging.info("resuming from step %d (epoch %d, batch %d)", int(state.step),
                      meta["epoch"] + 1, meta["batch"])
-    elif spec.input_norm:
+    elif spec.input_norm and not config.train.get("init_from"):  # init_from: the source's
         stats = input_stats.band_statistics(sources["train"])
         logging.info("input normalisation from %d training frames x scales: per-band mean "
                      "%.1f .. %.1f dB, std %.1f .. %.1f dB", stats["frames"], stats["mean"].min(),
                      stats["mean"].max(), stats["std"].min(), stats["std"].max())
         params = {**state.params, "input_norm": {"mean": jnp.asarray(stats["mean"]),
                                                  "std": jnp.asarray(stats["std"])}}
+        state = state.replace(params=jax.device_put(params, replicated))
+    if restored is None and config.train.get("init_from"):  # fine-tuning (wler_jax/transfer.py)
+        params, _ = transfer.init_from_workdir(config, jax.device_get(state.params), class_names,
+                                               workdir)
         state = state.replace(params=jax.device_put(params, replicated))
 
     example_norm = 0.0

@@ -105,6 +105,12 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c.train.checkpoint_every_steps = 200  # latest checkpoint also every N steps within an epoch
     c.train.log_every_steps = 20
     c.train.eval_every_epochs = 1  # validation mAP every N epochs (best epoch kept)
+    # Fine-tuning (wler_jax/transfer.py): a finished workdir whose best checkpoint initialises
+    # every parameter of matching shape (the class head only for the same classes); None = off.
+    c.train.init_from = FieldReference(None, field_type=str)
+    # Parameters the optimiser never changes: "" (none) | "conv_stack" | a comma-separated list
+    # of top-level names or '/'-paths ("conv_stack,fc1", "conv_stack/conv1").
+    c.train.freeze = ""
 
     c.eval = ml_collections.ConfigDict()
     c.eval.threshold = 0.5  # segment probability for localisation events / segment F1

@@ -3,7 +3,7 @@
 
 Python (DESIGN §5; `USAGE_SNIPPET` below is run by the tests)::
 
-    model = load_model(workdir)       # Model(params, class_names, config, predict_fn, spec)
+    model = load_model(workdir)       # Model(params, class_names, config, predict_fn, spec, ...)
     out = model.predict_fn(model.params, {"audio": audio, "num_samples": n})
     out["clip"] [B, C], out["segments"] [B, S, C], out["segment_mask"] [B, S]
 
@@ -121,6 +121,8 @@ class Model:
         (`inference.predict` with this model's spec bound).
       spec: what fixes the network (`models.ModelSpec`).
       workdir: where it was loaded from.
+      embed_fn: jitted pure `(params, batch) -> {"segments", "clip_mean", "clip_max",
+        "segment_mask"}`, the FCv1 embeddings (`embeddings.embed` with this model's spec bound).
     """
 
     params: Any
@@ -129,6 +131,7 @@ class Model:
     predict_fn: Callable
     spec: ModelSpec
     workdir: str = ""
+    embed_fn: Optional[Callable] = None
 
 
 def load_model(workdir: str) -> Model:
@@ -166,8 +169,10 @@ def load_model(workdir: str) -> Model:
     spec = ModelSpec.from_config(config, len(class_names))
     logging.info("loaded %s (%s, width %g, %d classes) from %s, best epoch %s", spec.method,
                  spec.pooling, spec.width, len(class_names), workdir, meta.get("epoch"))
+    from wler_jax import embeddings
+
     return Model(params, class_names, config, functools.partial(inference.predict, spec), spec,
-                 workdir)
+                 workdir, functools.partial(embeddings.embed, spec))
 
 
 # -- audio -------------------------------------------------------------------------------------
