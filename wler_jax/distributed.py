@@ -105,10 +105,33 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
             f"cannot start the job of several processes ({e}); give --coordinator_address="
             "HOST:PORT, --num_processes=N and --process_id=K to every process (or run where "
             "JAX detects the cluster: Cloud TPU VM, SLURM, Open MPI)") from None
+    _orbax_barriers_without_collectives()
     logging.warning("process %d of %d (%s): %d local device(s), %d in all",
                     jax.process_index(), jax.process_count(), cluster or "flags",
                     jax.local_device_count(), jax.device_count())
     return True
+
+
+def _orbax_barriers_without_collectives() -> None:
+    """Orbax's barriers through JAX's coordination service, not device collectives.
+
+    By default orbax synchronises processes with `multihost_utils.sync_global_devices`, a
+    collective; its async save finishes in a background thread while the main thread runs
+    train steps (collectives too), so the two could start in another order on each process and
+    wait for each other for ever (seen here: two CPU processes stalled after a mid-epoch save).
+    Orbax's own switch `--experimental_orbax_use_distributed_barrier` moves its barriers to the
+    distributed client (thread-safe, with timeouts).
+    """
+    from absl import flags
+    import orbax.checkpoint as ocp  # defines the flag
+
+    flags.FLAGS[ocp.multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER.name].value = True
+    try:
+        assert ocp.multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER.value
+    except Exception:  # noqa: BLE001  flags not parsed (library use): orbax reads False
+        logging.warning("absl flags are not parsed: orbax's checkpoint barriers stay device "
+                        "collectives; run through `python -m wler_jax.main` (or parse flags) "
+                        "so that they use JAX's coordination service")
 
 
 def is_main() -> bool:
