@@ -10,6 +10,7 @@ with one line. Evaluation checks itself that every recording is scored exactly o
 """
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -22,8 +23,10 @@ import pytest
 from wler_jax import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Every step logged (TensorBoard train/loss); localisation metrics are not what is compared here.
-EXTRA = ("--config.train.log_every_steps=1", "--config.eval.localisation=false")
+# Every step logged (TensorBoard train/loss); one epoch (5 steps, a checkpoint at step 3) and no
+# localisation metrics keep the four runs short: what is compared is training and mAP.
+EXTRA = ("--config.train.log_every_steps=1", "--config.eval.localisation=false",
+         "--config.train.epochs=1")
 
 
 def free_port() -> int:
@@ -146,11 +149,13 @@ def test_kill_both_and_restart_resumes_to_the_same_results(runs, shared_runs):
     assert a["history"] == b["history"]
     for split in ("validation", "test"):
         assert b[split]["AP"] == pytest.approx(a[split]["AP"], abs=1e-6)
-    # The resumed steps' losses are the uninterrupted run's.
+    # The resumed steps' losses are the uninterrupted run's (the killed processes' unflushed
+    # TensorBoard events are lost with them; the resumed ones are all there).
+    resumed_from = int(re.search(r"resuming from step (\d+)", logs[0]).group(1))
     loss_a = read_scalars(os.path.join(runs["two"], "tensorboard"), "train/loss")
     loss_b = read_scalars(os.path.join(workdir, "tensorboard"), "train/loss")
-    assert sorted(loss_b) == sorted(loss_a)
-    for step in loss_a:
+    assert {s for s in loss_a if s > resumed_from} <= set(loss_b), (resumed_from, loss_b)
+    for step in loss_b:
         assert loss_b[step] == pytest.approx(loss_a[step], rel=1e-5, abs=1e-6), step
 
 

@@ -94,6 +94,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
         raise DistributedError(f"--process_id={process_id} is outside 0..{num_processes - 1}: "
                                "give each process its own id below --num_processes")
+    if process_id:  # known already: quiet from the start (JAX logs its connection at INFO)
+        logging.set_verbosity(logging.WARNING)
     if jax.config.jax_cpu_collectives_implementation is None:
         # CPU devices of several processes talk over gloo (TCP); GPUs and TPUs use their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
