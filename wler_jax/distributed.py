@@ -217,9 +217,10 @@ def run_info() -> dict[str, int]:
 def check_workdir(workdir: str, run: dict | None) -> None:
     """Refuse to resume `workdir` (its run.json `run`) with another process count.
 
-    Orbax would restore the replicated train state on any mesh, but a run's batch plan and
-    its position within an epoch are those of the job that made it; a different process count
-    is refused rather than resumed on guesses.
+    Orbax restores the replicated train state onto any mesh, and the batch plan depends only on
+    the global device count, so another process count with the same device count could resume;
+    that is untested (and a different device count would change the batch plan under a saved
+    position within an epoch), so another process count is refused with one line.
     """
     if run is None:
         return
