@@ -61,7 +61,7 @@ def finish(procs, timeout=600) -> list[str]:
     finally:
         for p, _ in procs:
             if p.poll() is None:
-                p.kill()  # SIGTERM is caught by JAX's preemption notifier
+                p.kill()
     logs = []
     for _, log in procs:
         log.seek(0)

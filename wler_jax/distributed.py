@@ -99,6 +99,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if jax.config.jax_cpu_collectives_implementation is None:
         # CPU devices of several processes talk over gloo (TCP); GPUs and TPUs use their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # JAX's preemption service catches SIGTERM so that a loop can checkpoint at a sync point;
+    # this loop has none (it checkpoints every `train.checkpoint_every_steps`), so SIGTERM ends
+    # the process, as on one host, and a restart resumes from the latest checkpoint.
+    jax.config.update("jax_enable_preemption_service", False)
     try:
         jax.distributed.initialize(coordinator_address=coordinator_address,
                                    num_processes=num_processes, process_id=process_id)
@@ -127,10 +131,13 @@ def _orbax_barriers_without_collectives() -> None:
     from absl import flags
     import orbax.checkpoint as ocp  # defines the flag
 
-    flags.FLAGS[ocp.multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER.name].value = True
+    switch = ocp.multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER
+    flags.FLAGS[switch.name].value = True
     try:
-        assert ocp.multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER.value
-    except Exception:  # noqa: BLE001  flags not parsed (library use): orbax reads False
+        on = switch.value
+    except flags.UnparsedFlagAccessError:  # flags not parsed (library use): orbax reads False
+        on = False
+    if not on:
         logging.warning("absl flags are not parsed: orbax's checkpoint barriers stay device "
                         "collectives; run through `python -m wler_jax.main` (or parse flags) "
                         "so that they use JAX's coordination service")
