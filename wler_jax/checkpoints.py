@@ -69,6 +69,8 @@ class Checkpointer:
 
 def write_run_file(workdir: str, run: dict) -> None:
     """Record the resolved config and class names (atomically: write then rename)."""
+    if jax.process_index() != 0:  # several processes: process 0 writes it for all
+        return
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, RUN_FILE)
     with open(path + ".tmp", "w") as f:

@@ -5,6 +5,10 @@ dataset (synthetic, urbansound, urbansound8k, esc50, audioset, folder) and a siz
 full); `--config.a.b=v` overrides any field. The entry point: the only place its flags are
 defined. User errors (bad config, missing data, an incompatible workdir) end in one line on
 stderr and exit code 2 (`wler_jax.errors`); anything else keeps its traceback.
+
+Several hosts: run one process per host with `--coordinator_address=HOST:PORT
+--num_processes=N --process_id=K` (or no flags where JAX detects the cluster: Cloud TPU VM,
+SLURM, Open MPI); see `wler_jax.distributed` and the README. One host runs as before.
 """
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ config_flags.DEFINE_config_file("config", None, "Training config file (configs/w
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and "
                     "results.json (default: workdirs/<method>_<dataset>).")
+flags.DEFINE_string("coordinator_address", None, "Several hosts: HOST:PORT of process 0's "
+                    "coordinator, the same on every process (jax.distributed.initialize).")
+flags.DEFINE_integer("num_processes", None, "Several hosts: processes in the job.")
+flags.DEFINE_integer("process_id", None, "Several hosts: this process, 0 .. num_processes - 1.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -37,12 +45,18 @@ def main(argv):
     config = FLAGS.config
     with errors.report_user_errors():
         config_check.validate(config)
+        from wler_jax import distributed  # deferred: jax start-up only after the flags are valid
+
+        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+        distributed.quiet_other_processes()
         _train(config)
 
 
 def _train(config) -> None:
     workdir = FLAGS.workdir or os.path.join("workdirs", f"{config.method}_{config.data.name}")
-    if not FLAGS.workdir:
+    from wler_jax import distributed
+
+    if not FLAGS.workdir and distributed.is_main():
         logging.info("no --workdir given: using %s", os.path.abspath(workdir))
         print(f"workdir: {os.path.abspath(workdir)}", flush=True)
     from wler_jax import train  # deferred: jax start-up only after the flags are valid

@@ -20,8 +20,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import (checkpoints, compile_cache, data, errors, evaluate, geometry, inference,
-                      input_pipeline, input_stats, models, steps, transfer)
+from wler_jax import (checkpoints, compile_cache, data, distributed, errors, evaluate, geometry,
+                      inference, input_pipeline, input_stats, models, steps, transfer)
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
@@ -100,19 +100,26 @@ def predict_split(eval_fn, params, source, batcher, mesh_sharding, config) -> di
     n = len(source)
     clip = np.zeros((n, 0), np.float32)
     segments: list = [None] * n
+    scored = np.zeros(n, np.int64)
     for batch in input_pipeline.prefetch_to_device(
             input_pipeline.eval_batches(source, batcher, prefetch=config.input.prefetch,
                                         num_threads=config.input.num_threads,
-                                        worker_count=config.input.worker_count),
+                                        worker_count=config.input.worker_count,
+                                        process_index=jax.process_index(),
+                                        process_count=jax.process_count()),
             config.input.prefetch, mesh_sharding):
-        out = jax.device_get(eval_fn(params, batch))
-        idx = np.asarray(jax.device_get(batch["index"]))
+        out = distributed.to_host(eval_fn(params, batch))  # every process's rows
+        idx = np.asarray(distributed.to_host(batch["index"]))
         if clip.shape[1] == 0:
             clip = np.zeros((n, out["clip"].shape[1]), np.float32)
         for row, i in enumerate(idx):
             if i >= 0:
                 clip[i] = out["clip"][row]
                 segments[i] = out["segments"][row][out["segment_mask"][row]]
+                scored[i] += 1
+    if not (scored == 1).all():  # on any number of devices and processes
+        raise RuntimeError(f"evaluation scored {int((scored == 0).sum())} recording(s) never and "
+                           f"{int((scored > 1).sum())} more than once, of {n}")
     return {"clip": clip, "segments": segments}
 
 
@@ -137,12 +144,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     compile_cache.configure(config.get("compile_cache_dir", compile_cache.default_cache_dir()))
     if config.train.get("init_from") and not transfer.has_started(workdir):
         transfer.check_source(config.train.init_from, config, workdir=workdir)  # before any work
-    sources, class_names, data_info = data.load(config)
+    sources, class_names, data_info = distributed.load_once(lambda: data.load(config))
     check_workdir(workdir, config, class_names)
+    distributed.check_workdir(workdir, checkpoints.read_run_file(workdir))
     num_classes = len(class_names)
-    mesh = Mesh(np.array(jax.devices()), ("data",))
+    mesh = Mesh(distributed.mesh_devices(), ("data",))
     spec = create_model(config, num_classes, devices=mesh.devices.flat)
-    checkpoints.write_run_file(workdir, {"config": config.to_dict(), "class_names": class_names,
+    checkpoints.write_run_file(workdir, {**distributed.run_info(),
+                                         "config": config.to_dict(), "class_names": class_names,
                                          "data": data_info, "ops": {
                                              "op_impl": config.model.op_impl,
                                              "resolved": models.resolve_ops(
@@ -213,8 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         train_step, eval_fn = compile_cache.compile_run(
             train_step, inference.predict, spec, state, batchers, num_classes=num_classes,
             sharding=batch_sharding)
-    from tensorboardX import SummaryWriter
-    writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    writer = distributed.summary_writer(os.path.join(workdir, "tensorboard"))
     train_src, train_batcher = sources["train"], batchers["train"]
     epochs = config.train.epochs
     steps_per_epoch = [train_batcher.num_batches(e) for e in range(epochs)]
@@ -228,7 +236,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         batches = input_pipeline.train_batches(
             train_src, train_batcher, epoch, start_batch=meta["batch"],
             prefetch=config.input.prefetch, num_threads=config.input.num_threads,
-            worker_count=config.input.worker_count)
+            worker_count=config.input.worker_count, process_index=jax.process_index(),
+            process_count=jax.process_count())
         for k, batch in enumerate(input_pipeline.prefetch_to_device(
                 batches, config.input.prefetch, batch_sharding), start=meta["batch"]):
             shape = batch["audio"].shape
@@ -270,6 +279,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             writer.add_scalar(f"{split}/best_mAP", results[split]["mAP"], step)
     writer.close()
     ckpt.close()
+    if not distributed.is_main():  # process 0 writes results.json and the table
+        return results
     with open(os.path.join(workdir, "results.json.tmp"), "w") as f:
         json.dump(results, f, indent=2)
     os.replace(os.path.join(workdir, "results.json.tmp"), os.path.join(workdir, "results.json"))
