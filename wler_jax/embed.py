@@ -45,6 +45,9 @@ flags.DEFINE_integer("chunk_frames", 2048, "Frames per chunk (multiple of 32, >=
 flags.DEFINE_integer("batch_size", 0, "Chunks per device call (0: 1 on CPU, 8 on accelerators).",
                      flag_values=FLAGS)
 flags.DEFINE_bool("progress", True, "Progress bar over files on stderr.", flag_values=FLAGS)
+flags.DEFINE_string("compile_cache_dir", None, "JAX persistent compilation cache (default "
+                    "~/.cache/wler_jax/jax_cache, as for training and predict; '' turns it off).",
+                    flag_values=FLAGS)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -66,9 +69,11 @@ def _embed(inputs: list[str], ext: str) -> int:
     import jax
     from tqdm import tqdm
 
-    from wler_jax import embeddings
+    from wler_jax import compile_cache, embeddings
     from wler_jax.predict import find_audio_files, load_model
 
+    compile_cache.configure(compile_cache.default_cache_dir() if FLAGS.compile_cache_dir is None
+                            else FLAGS.compile_cache_dir)
     model = load_model(FLAGS.workdir)
     batch_size = FLAGS.batch_size or (1 if jax.default_backend() == "cpu" else 8)
     files = find_audio_files(inputs)
