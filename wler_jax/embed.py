@@ -29,7 +29,6 @@ import numpy as np
 from absl import app, flags, logging
 
 from wler_jax import errors
-from wler_jax.audio import AUDIO_EXTENSIONS
 
 # Its own FlagValues: `--workdir`, `--output`, ... are also flags of `python -m wler_jax.predict`
 # and `wler_jax.main`, and tests / notebooks run several command lines in one process.
@@ -66,20 +65,14 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _embed(inputs: list[str], ext: str) -> int:
-    import jax
     from tqdm import tqdm
 
-    from wler_jax import compile_cache, embeddings
-    from wler_jax.predict import find_audio_files, load_model
+    from wler_jax import embeddings
+    from wler_jax.predict import open_for_files
 
-    compile_cache.configure(compile_cache.default_cache_dir() if FLAGS.compile_cache_dir is None
-                            else FLAGS.compile_cache_dir)
-    model = load_model(FLAGS.workdir)
-    batch_size = FLAGS.batch_size or (1 if jax.default_backend() == "cpu" else 8)
-    files = find_audio_files(inputs)
-    if not files:
-        raise errors.DataError(f"no audio files found in {', '.join(inputs)}; name audio files "
-                               f"or folders holding them ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    model, files, batch_size = open_for_files(FLAGS.workdir, inputs,
+                                              compile_cache_dir=FLAGS.compile_cache_dir,
+                                              batch_size=FLAGS.batch_size)
     paths = [p for p, _ in files]
     done, failed = {}, {}
     with tqdm(total=len(paths), unit="file", file=sys.stderr, disable=not FLAGS.progress) as bar:

@@ -242,6 +242,26 @@ def find_audio_files(inputs: Sequence[str]) -> list[tuple[str, str]]:
     return found
 
 
+def open_for_files(workdir: str, inputs: Sequence[str], *, compile_cache_dir: Optional[str],
+                   batch_size: int) -> tuple[Model, list[tuple[str, str]], int]:
+    """What the predict and embed CLIs do before reading audio: the compilation cache (None:
+    the default directory, '' off), the model, the chunks per device call (0: 1 on a CPU, 8 on
+    accelerators) and the audio files of `inputs` (`errors.DataError` when there are none)."""
+    import jax
+
+    from wler_jax import compile_cache
+
+    compile_cache.configure(compile_cache.default_cache_dir() if compile_cache_dir is None
+                            else compile_cache_dir)
+    model = load_model(workdir)
+    batch_size = batch_size or (1 if jax.default_backend() == "cpu" else 8)
+    files = find_audio_files(inputs)
+    if not files:
+        raise errors.DataError(f"no audio files found in {', '.join(inputs)}; name audio files "
+                               f"or folders holding them ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    return model, files, batch_size
+
+
 def cli(argv: Sequence[str]) -> int:
     """Run the command line in this process (tests, notebooks): argv[0] is the program name.
 

@@ -12,10 +12,10 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from wler_jax import compile_cache, errors, reports
-from wler_jax.audio import AUDIO_EXTENSIONS, AudioError
+from wler_jax import errors, reports
+from wler_jax.audio import AudioError
 from wler_jax.chunked import Prediction
-from wler_jax.predict import DEFAULT_CHUNK_FRAMES, find_audio_files, load_model, predict_files
+from wler_jax.predict import DEFAULT_CHUNK_FRAMES, open_for_files, predict_files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir to load the best checkpoint from.")
@@ -64,17 +64,11 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _predict(inputs: list[str], ext: str) -> int:
-    import jax
     from tqdm import tqdm
 
-    compile_cache.configure(compile_cache.default_cache_dir() if FLAGS.compile_cache_dir is None
-                            else FLAGS.compile_cache_dir)
-    model = load_model(FLAGS.workdir)
-    batch_size = FLAGS.batch_size or (1 if jax.default_backend() == "cpu" else 8)
-    files = find_audio_files(inputs)
-    if not files:
-        raise errors.DataError(f"no audio files found in {', '.join(inputs)}; name audio files "
-                               f"or folders holding them ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    model, files, batch_size = open_for_files(FLAGS.workdir, inputs,
+                                              compile_cache_dir=FLAGS.compile_cache_dir,
+                                              batch_size=FLAGS.batch_size)
     predictions: dict[int, Prediction] = {}
     unreadable: dict[int, AudioError] = {}
     with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not FLAGS.progress) as bar:
