@@ -129,8 +129,9 @@ def _examples_per_batch(batcher: input_pipeline.RecordingBatcher, config) -> flo
     if config.method == "wler":
         examples = len(frames)
     else:
-        examples = int(np.sum(1 + (np.maximum(frames, geometry.SEGMENT_FRAMES)
-                                   - geometry.SEGMENT_FRAMES) // config.input.slat_hop))
+        # the windows the loss counts: `geometry.window_mask`, as `models.slat_windows` cuts them
+        examples = int(geometry.window_mask(frames, int(frames.max()),
+                                            hop=config.input.slat_hop).sum())
     return examples / max(batcher.num_batches(0), 1)
 
 
