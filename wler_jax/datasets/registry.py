@@ -14,6 +14,8 @@ the user's copy in `manual_dir` (default `<data_dir>/downloads/manual`, tfds' de
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import inspect
 import os
 from typing import Any
@@ -95,21 +97,47 @@ def build(name: str, *, data_dir: str, manual_dir: str | None = None,
     if builder.is_prepared():
         logging.info("Reusing %s/%s at %s", builder.name, config.name, builder.data_dir)
         return builder
-    logging.info("Building %s/%s into %s (manual_dir %s)", builder.name, config.name,
-                 builder.data_dir, manual_dir)
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    except AssertionError as e:  # tfds reports a missing manual dir with a bare assert
-        if "Manual directory" not in str(e):
-            raise
-        raise common.ManualDataError(
-            f"{name}: tfds could not use the manual directory {manual_dir}: {e}") from e
+    with _build_lock(builder):
+        # Another process (a sweep started several runs at once) may have built it meanwhile.
+        builder = cls(data_dir=data_dir, config=config, file_format="array_record")
+        if builder.is_prepared():
+            logging.info("Reusing %s/%s at %s (built by another process)", builder.name,
+                         config.name, builder.data_dir)
+            return builder
+        logging.info("Building %s/%s into %s (manual_dir %s)", builder.name, config.name,
+                     builder.data_dir, manual_dir)
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        except AssertionError as e:  # tfds reports a missing manual dir with a bare assert
+            if "Manual directory" not in str(e):
+                raise
+            raise common.ManualDataError(
+                f"{name}: tfds could not use the manual directory {manual_dir}: {e}") from e
     report = common.read_reports(builder.data_dir)
     logging.info("Built %s/%s: %s; %d file(s) skipped (report: %s)", builder.name, config.name,
                  {s: v.num_examples for s, v in builder.info.splits.items()},
                  report["num_skipped"], report["path"])
     return builder
+
+
+@contextlib.contextmanager
+def _build_lock(builder: tfds.core.DatasetBuilder):
+    """Holds an exclusive lock on `<data_dir>/<builder>/<config>.lock` while one process builds,
+    so concurrent runs on one machine build a config once instead of racing on its directory
+    (tfds renames a finished build into place and fails when the target already exists)."""
+    config_dir = os.path.dirname(os.fspath(builder.data_dir))  # .../<builder>/<config>/<version>
+    os.makedirs(os.path.dirname(config_dir), exist_ok=True)
+    with open(config_dir + ".lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.info("Waiting for another process building %s", config_dir)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def load_splits(name: str, *, data_dir: str, manual_dir: str | None = None, **options

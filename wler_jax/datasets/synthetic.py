@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import tensorflow_datasets as tfds
+
 from wler_jax.datasets import common
 from wler_jax.datasets import synthetic_audio
 
 
 class WlerSynthetic(common.AudioBuilder, skip_registration=True):
     """Synthetic weakly labelled recordings of the ten UrbanSound classes, with event times."""
+
+    # Its own version: a size preset that changes its splits must not reuse an older build
+    # of the same config name (`cpu-seed0`).
+    VERSION = tfds.core.Version("1.2.0")
+    RELEASE_NOTES = {**common.AudioBuilder.RELEASE_NOTES,
+                     "1.2.0": "cpu size: validation 160 and test 400 recordings (were 80 and 80)."}
 
     @classmethod
     def config_from_options(cls, *, size: str | synthetic_audio.SizePreset = "cpu",
