@@ -84,9 +84,16 @@ def shared_runs(tmp_path_factory) -> dict:
     """What the session's end-to-end runs share: one built-dataset directory (the synthetic smoke
     set is built once) and one persistent compilation cache (`env`, for subprocesses and kernels;
     it also carries this session's JAX_DISABLE_MOST_OPTIMIZATIONS, see the module docstring).
-    Used by tests/test_train.py, tests/test_readme.py and tests/test_notebooks.py."""
+    Used by tests/test_train.py, tests/test_readme.py and tests/test_notebooks.py.
+
+    Under pytest-xdist (pytest.ini runs two workers) the workers share the dataset directory
+    (builds are locked per config, `registry._build_lock`) and each keeps its own compilation
+    cache (JAX writes cache entries in place, so a reader in another process could see half of
+    one)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     base = tmp_path_factory.getbasetemp()
-    return {"data_dir": str(base / "shared_tfds"),
+    shared = base.parent if worker else base  # xdist: <basetemp>/popen-gwN per worker
+    return {"data_dir": str(shared / "shared_tfds"),
             "env": {**compile_cache_env(str(base / "shared_jax_cache")), "JAX_PLATFORMS": "cpu",
                     "JAX_DISABLE_MOST_OPTIMIZATIONS": os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"]}}
 
