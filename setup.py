@@ -29,7 +29,10 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest==9.2.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+    # pytest-xdist: pytest.ini runs the suite in two worker processes (most tests are
+    # single-threaded compiles; two workers keep both cores of a small CI machine busy)
+    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1",
+             "ipykernel==7.4.0"],
     # PyTorch only for side-by-side speed comparisons in bench/; never needed by the package.
     "bench": ["torch==2.13.0"],
 }

@@ -19,8 +19,15 @@ RUN_FILE = "run.json"  # resolved config + class names: what a workdir was made 
 
 
 def _manager(path: str, items: tuple[str, ...]) -> ocp.CheckpointManager:
+    # Each manager its own barrier names: at an epoch end `latest` and `best` save the same step
+    # at once, and on several processes their barriers ("_async_write_complete.<step>", ...)
+    # would otherwise collide ("Barrier ... is already ongoing"; seen under load).
+    prefix = os.path.basename(path)
     return ocp.CheckpointManager(
-        path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True), item_names=items)
+        path, options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, create=True,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix=prefix)), item_names=items)
 
 
 class Checkpointer:
