@@ -169,9 +169,11 @@ def make_optimizer(optimizer: str, learning_rate: float, *, adagrad_eps: float =
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {schedule!r}: 'constant' or 'cosine'")
     lr = learning_rate
-    if schedule == "cosine":
-        lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(warmup_steps, 0),
+    if schedule == "cosine" and warmup_steps > 0:
+        lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps,
                                                 max(total_steps, warmup_steps + 1))
+    elif schedule == "cosine":  # (optax logs a warning for a 0-step warm-up phase)
+        lr = optax.cosine_decay_schedule(learning_rate, max(total_steps, 1))
     elif warmup_steps > 0:
         lr = optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup_steps),
                                    optax.constant_schedule(learning_rate)], [warmup_steps])
