@@ -180,6 +180,9 @@ def test_predict_cli_uses_its_cache_flag(tmp_path, restore_jax_cache):
     wav = tmp_path / "a.wav"
     sf.write(wav, tones_and_noise(SAMPLE_RATE, seed=9), SAMPLE_RATE, subtype="FLOAT")
     cache = tmp_path / "cache"
+    # Programs compiled by earlier tests in this process would be reused from memory and never
+    # reach the new cache directory (seen when another test file ran first on the same worker).
+    jax.clear_caches()
     assert predict.cli(["predict", f"--workdir={workdir}", f"--output={tmp_path / 'p.json'}",
                         "--noprogress", f"--compile_cache_dir={cache}", str(wav)]) == 0
     assert _entries(cache)
