@@ -9,7 +9,7 @@ lr * sqrt(T) (Cauchy-Schwarz), whatever the gradients. With lr 1e-3 and the ~1,8
 (Adam's bound, lr * T, is ~100x larger). The script reports the measured relative change per layer,
 the mean absolute change per entry next to that bound, and the step count, so a stalled recipe can
 be told from one that moved its weights and still did not learn. The initial parameters are
-rebuilt from the run's config and seed exactly as `wler_jax.train` draws them.
+rebuilt from the run's config and seed with `wler_jax.train.run_rngs`, as training drew them.
 """
 from __future__ import annotations
 
@@ -27,24 +27,21 @@ sys.path.insert(0, REPO)
 
 def travel(workdir: str) -> dict:
     """Per-kernel relative change between the run's initial and best parameters."""
-    from wler_jax import models
+    from flax import traverse_util
+
+    from wler_jax import train
     from wler_jax.predict import load_model
 
     model = load_model(workdir)
     config = model.config
-    init_rng, _ = jax.random.split(jax.random.key(config.seed))
-    spec = models.ModelSpec.from_config(config, len(model.class_names))
-    init = jax.device_get(spec.init(init_rng))
-    best = jax.device_get(model.params)
+    init_rng, _ = train.run_rngs(config.seed)
+    init = traverse_util.flatten_dict(jax.device_get(model.spec.init(init_rng)), sep="/")
+    best = traverse_util.flatten_dict(jax.device_get(model.params), sep="/")
     layers = {}
-    for path, w0 in jax.tree_util.tree_leaves_with_path(init):
-        name = "/".join(str(getattr(k, "key", k)) for k in path)
+    for name, w0 in init.items():
         if not name.endswith("kernel"):
             continue
-        w1 = best
-        for k in path:
-            w1 = w1[getattr(k, "key", k)]
-        w0, w1 = np.asarray(w0, np.float64), np.asarray(w1, np.float64)
+        w0, w1 = np.asarray(w0, np.float64), np.asarray(best[name], np.float64)
         layers[name] = {"relative_change": float(np.linalg.norm(w1 - w0) / np.linalg.norm(w0)),
                         "mean_abs_change": float(np.abs(w1 - w0).mean()),
                         "max_abs_change": float(np.abs(w1 - w0).max()),

@@ -95,6 +95,13 @@ class _Progress:
         self.writer.add_scalar("train/audio_seconds_per_second", self.audio_s / now, step)
 
 
+def run_rngs(seed: int) -> tuple[jax.Array, jax.Array]:
+    """(parameter init key, dropout/augmentation base key) of a run with `config.seed` = seed
+    (bench/weight_travel.py rebuilds a run's initial parameters from it)."""
+    init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
+    return init_rng, dropout_rng
+
+
 def predict_split(eval_fn, params, source, batcher, mesh_sharding, config) -> dict:
     """Scores of every recording of a split: clip [N, C] and per-recording segment scores."""
     n = len(source)
@@ -169,8 +176,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         shuffle=(split == "train"), max_frames=(config.input.max_frames or None) if split == "train"
         else None) for split, src in sources.items()}
 
-    rng = jax.random.key(config.seed)
-    init_rng, dropout_rng = jax.random.split(rng)
+    init_rng, dropout_rng = run_rngs(config.seed)
     tx = steps.make_optimizer(
         config.train.optimizer, config.train.learning_rate,
         adagrad_eps=config.train.adagrad_eps,

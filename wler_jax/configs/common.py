@@ -117,14 +117,13 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c.eval.localisation = True  # when the dataset has true event times
 
     if size in ("cpu", "smoke"):
-        # Measured on the synthetic set (README): with a few minutes of CPU the paper's
-        # Adagrad 1e-3 and dropout 0.5 stay at chance level (the max over many dropout-noisy
-        # segments is slow to train); Adam 3e-3, no dropout and one scale per step (4x the
-        # optimiser steps for the same compute) learn within the budget.
-        # Adagrad 1e-3 cannot move the weights far enough in this many steps: no parameter moves
-        # more than lr * sqrt(steps) (~0.05, bench/weight_travel.py). A cosine decay after a
-        # one-epoch warm-up ends each run on a plateau instead of mid-swing: over 3 seeds test
-        # mAP 0.629 +- 0.027 at 36 epochs vs 0.542 +- 0.089 constant at 24 (bench/README.md).
+        # Measured on the synthetic set (bench/README.md, "Learning"): the paper's Adagrad 1e-3
+        # (with or without dropout 0.5) stays at chance level here, because in this many steps
+        # no parameter can move more than lr * sqrt(steps) (~0.04-0.05; bench/weight_travel.py).
+        # Adam 3e-3, no dropout and one scale per step (4x the optimiser steps for the same
+        # compute) learn; a cosine decay after a one-epoch warm-up ends each run on a plateau
+        # instead of mid-swing: over 3 seeds test mAP 0.629 +- 0.027 at 36 epochs vs
+        # 0.542 +- 0.089 with a constant rate over 24.
         c.model.width = 0.125
         c.model.dropout_rate = 0.0
         c.input.frame_budget = 2 * 1280
