@@ -22,6 +22,12 @@ Build (always; reused when `--out` already holds the same build):
     validation, the rest train, `--split_seed`), so no event recording is heard on two sides
     (a development scene reuses each isolated event at three event-to-background ratios).
     The test split is never used for model selection (the best epoch is chosen on validation).
+  * `weak.csv` and `context/`: clips.csv plus weakly labelled recordings of the kind the paper
+    trains on (an event somewhere in a longer recording, the time unknown): every train and
+    validation isolated event placed at a random time in a 2-6 s background at an
+    event-to-background ratio in [-6, +6] dB, and 15 % as many background-only recordings with
+    no label. Their backgrounds are other draws of the generator the long test recordings use
+    (below); no test audio is in them, and the clip test split is the same as clips.csv's.
   * `mixtures/mix_NNN.wav`: `--num_mixtures` weakly labelled recordings of 10-60 s (seeded,
     `--mix_seed`), each mixing 1-4 isolated events drawn from the *test* sources only (no
     training or validation audio in them) into a background at an event-to-background ratio
@@ -33,13 +39,14 @@ Build (always; reused when `--out` already holds the same build):
     (DCASE format: filename, onset, offset, event_label).
 
 Train (`--train`): for SLAT and WLER and seeds 0..N-1, `wler_jax.train.train_and_evaluate` on
-`configs/{slat,wler}.py:folder,<size>` with `data.path=clips.csv` (clip validation/test mAP), then
+`configs/{slat,wler}.py:folder,<size>` with `data.path=<train_set>.csv` (`--train_set=weak`, the
+default, or `clips`; clip validation/test mAP), then
 `python -m wler_jax.predict` on the mixtures (a subprocess, the CLI users run): tagging mAP of
 the long recordings (per-class AP of the clip scores over recordings, as `wler_jax.evaluate`),
 and localisation from the segment scores against the TSV (segment-based F1 at the threshold and
 PSDS 1/2, `wler_jax.localisation`). Writes JSON (`runs`, `summary` with mean, std and a 95 %
 t-interval per method, and the paired WLER - SLAT difference) and prints a table.
-Workdirs are `<out>/runs/<size>/<method>_seed<k>`; they are retrained from scratch unless
+Workdirs are `<out>/runs/<train_set>/<size>/<method>_seed<k>`; they are retrained from scratch unless
 `--resume` (a finished run is then only evaluated again).
 """
 from __future__ import annotations
@@ -72,7 +79,9 @@ EBR_DB = (-6.0, 6.0)
 BACKGROUND_DBFS = -35.0
 MIX_SECONDS = (10.0, 60.0)
 EVENTS_PER_MIX = (1, 4)
-BUILD_VERSION = 1
+BUILD_VERSION = 2
+CONTEXT_SECONDS = (2.0, 6.0)  # weakly labelled training recordings: one event in a background
+NEGATIVE_FRACTION = 0.15  # background-only recordings (no label), per context recording
 
 
 def class_of(name: str) -> str:
@@ -276,6 +285,51 @@ def make_mixtures(pool: list[Clip], out_dir: str, num: int, seed: int) -> list[d
     return records
 
 
+def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: str,
+                            seed: int) -> list[tuple[str, str, str, str, str]]:
+    """The weak training set's extra recordings: each train/validation isolated event placed
+    at a random time in a 2-6 s background at an event-to-background ratio in [-6, +6] dB
+    (label: the event's class, source: the event's), plus background-only recordings with no
+    label (15 % as many, their own sources). The backgrounds are draws of the same generator
+    as the long test recordings' (seeded apart from them, `[seed, 7, 7, k]`); no test audio.
+
+    Returns (path, label, split, source, kind) rows.
+    """
+    import soundfile as sf
+
+    from wler_jax import audio
+    from wler_jax.datasets import synthetic_audio
+
+    os.makedirs(out_dir, exist_ok=True)
+    bg_level = 10 ** (BACKGROUND_DBFS / 20)
+    events = [k for k in clips if k.kind == "isolated" and splits[k.source] != "test"]
+    rows = []
+    for split in ("train", "validation"):
+        mine = [k for k in events if splits[k.source] == split]
+        plan = [(k, "context") for k in mine]
+        plan += [(None, "background")] * int(round(NEGATIVE_FRACTION * len(mine)))
+        for j, (clip, kind) in enumerate(plan):
+            key = len(rows)
+            rng = np.random.default_rng([seed, 7, 7, key])
+            n = int(rng.uniform(*CONTEXT_SECONDS) * SR)
+            x = bg_level * synthetic_audio._background(np.random.default_rng([seed, 7, 8, key]),
+                                                       n)
+            if clip is not None:
+                w = audio.load(clip.path)
+                m = min(len(w), n)
+                start = int(rng.integers(0, n - m + 1))
+                x[start:start + m] += (bg_level * 10 ** (rng.uniform(*EBR_DB) / 20)
+                                       / _rms(w[:m])) * w[:m]
+            peak = float(np.max(np.abs(x)))
+            if peak > 0.99:
+                x *= 0.99 / peak
+            name = f"{split}_{kind}_{j:03d}.wav"
+            sf.write(os.path.join(out_dir, name), x.astype(np.float32), SR, subtype="PCM_16")
+            rows.append((os.path.join(out_dir, name), clip.label if clip else "", split,
+                         clip.source if clip else f"background_{split}_{j:03d}", kind))
+    return rows
+
+
 def write_mixture_tables(out: str, records: list[dict]) -> None:
     with open(os.path.join(out, "mixtures.csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -316,6 +370,14 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
     clips, facts = scan_corpus(root)
     splits = split_sources(clips, split_seed)
     counts = write_clips_csv(os.path.join(out, "clips.csv"), clips, splits)
+    if os.path.isdir(os.path.join(out, "context")):
+        shutil.rmtree(os.path.join(out, "context"))
+    extra = make_context_recordings(clips, splits, os.path.join(out, "context"), mix_seed)
+    shutil.copyfile(os.path.join(out, "clips.csv"), os.path.join(out, "weak.csv"))
+    with open(os.path.join(out, "weak.csv"), "a", newline="") as f:
+        csv.writer(f).writerows(extra)
+    for _, _, split, _, kind in extra:
+        counts[f"{split}/{kind}"] = counts.get(f"{split}/{kind}", 0) + 1
     pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "test"]
     if os.path.isdir(os.path.join(out, "mixtures")):
         shutil.rmtree(os.path.join(out, "mixtures"))
@@ -386,12 +448,12 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
 
     config = base_config(method, f"folder,{args.size}")
     config.seed = seed
-    config.data.path = os.path.join(out, "clips.csv")
+    config.data.path = os.path.join(out, f"{args.train_set}.csv")
     config.data.data_dir = os.path.join(out, "tfds")
     for assignment in args.override:
         apply_override(config, assignment)
     config_check.validate(config)
-    workdir = os.path.join(out, "runs", args.size, f"{method}_seed{seed}")
+    workdir = os.path.join(out, "runs", args.train_set, args.size, f"{method}_seed{seed}")
     if os.path.isdir(workdir) and not args.resume:
         shutil.rmtree(workdir)
     t0 = time.time()
@@ -407,7 +469,8 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
                     "--noprogress", os.path.join(out, "mixtures")], check=True, env=env)
     predict_s = time.time() - t1
     long = evaluate_long(pred_json, out, config.eval.threshold)
-    run = {"method": method, "seed": seed, "size": args.size, "overrides": args.override,
+    run = {"method": method, "seed": seed, "size": args.size, "train_set": args.train_set,
+           "overrides": args.override,
            "best_epoch": results["best_epoch"], "epochs": int(config.train.epochs),
            "validation_mAP": results["validation"]["mAP"], "test_mAP": results["test"]["mAP"],
            "long_tagging_mAP": long["mAP"], "long_AP": long["AP"],
@@ -489,6 +552,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method")
     parser.add_argument("--methods", default="slat,wler")
     parser.add_argument("--size", default="cpu", choices=("smoke", "cpu", "full"))
+    parser.add_argument("--train_set", default="weak", choices=("weak", "clips"),
+                        help="weak: clips plus events in 2-6 s backgrounds and background-only "
+                             "recordings (weak.csv); clips: the corpus clips only (clips.csv)")
     parser.add_argument("--override", action="append", default=[],
                         help="config field=value for every run (repeatable), e.g. train.epochs=8")
     parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs")
@@ -515,6 +581,7 @@ def main() -> None:
             summary = summarize(runs)  # written after every run: a stopped sweep keeps its runs
             with open(path, "w") as f:
                 json.dump({"corpus": "DCASE 2016 task 2 (Stevens05/SASED)", "size": args.size,
+                           "train_set": args.train_set,
                            "seeds": args.seeds, "overrides": args.override,
                            "build": {k: manifest[k] for k in (
                                "params", "clip_counts", "sources_per_split", "source_matching",

@@ -133,3 +133,50 @@ def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path
     assert [r["labels"] for r in records] == [m["labels"].split(";") for m in mixes]
     # Same parameters: reused, not rebuilt.
     assert rm.build(str(tmp_path / "sased"), out, num_mixtures=3) == manifest
+
+
+def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_validation(
+        tmp_path):
+    _fake_sased(str(tmp_path / "sased"))
+    out = str(tmp_path / "bench")
+    manifest = rm.build(str(tmp_path / "sased"), out, num_mixtures=1)
+    with open(os.path.join(out, "clips.csv")) as f:
+        clip_rows = list(csv.DictReader(f))
+    with open(os.path.join(out, "weak.csv")) as f:
+        weak_rows = list(csv.DictReader(f))
+    assert weak_rows[:len(clip_rows)] == clip_rows  # every clip, unchanged, test split included
+    extra = weak_rows[len(clip_rows):]
+    split_of = {r["source"]: r["split"] for r in clip_rows}
+    label_of = {r["source"]: r["labels"] for r in clip_rows}
+    iso = {s: sum(r["kind"] == "isolated" and r["split"] == s for r in clip_rows)
+           for s in ("train", "validation")}
+    for split in ("train", "validation"):
+        mine = [r for r in extra if r["split"] == split]
+        context = [r for r in mine if r["kind"] == "context"]
+        background = [r for r in mine if r["kind"] == "background"]
+        assert len(context) == iso[split] and len(mine) == len(context) + len(background)
+        assert len(background) == round(rm.NEGATIVE_FRACTION * iso[split])
+        for r in context:  # the event's own source, class and split: nothing crosses splits
+            assert split_of[r["source"]] == split and label_of[r["source"]] == r["labels"]
+        for r in background:
+            assert r["labels"] == "" and r["source"] not in split_of
+    assert not any(r["split"] == "test" for r in extra)
+    for r in extra:
+        x, sr = sf.read(r["path"])
+        assert sr == SR and rm.CONTEXT_SECONDS[0] <= len(x) / SR <= rm.CONTEXT_SECONDS[1]
+        assert np.abs(x).max() <= 1.0
+    # Each context recording holds its source's event: the event's waveform is found in it by
+    # normalised cross-correlation (a background-only recording does not match it).
+    from scipy.signal import fftconvolve
+
+    def match(x: np.ndarray, w: np.ndarray) -> float:
+        corr = fftconvolve(x, w[::-1], mode="valid")
+        energy = np.sqrt(fftconvolve(x ** 2, np.ones_like(w), mode="valid").clip(1e-12))
+        return float(np.max(np.abs(corr) / (energy * np.linalg.norm(w))))
+
+    iso_path = {r["source"]: r["path"] for r in clip_rows if r["kind"] == "isolated"}
+    bg = sf.read([r for r in extra if r["kind"] == "background"][0]["path"])[0]
+    for r in [r for r in extra if r["kind"] == "context"][:4]:
+        w = sf.read(iso_path[r["source"]])[0]
+        assert match(sf.read(r["path"])[0], w) > 0.3 > 0.1 > match(bg, w)  # EBR -6 dB: ~0.45
+    assert manifest["clip_counts"]["train/context"] == iso["train"]
