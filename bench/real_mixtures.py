@@ -37,17 +37,22 @@ Build (always; reused when `--out` already holds the same build):
     hum and babble, unlabelled clicks/beeps/thuds) at -35 dBFS RMS. `mixtures.csv`
     (path,labels,duration) holds the weak labels and `mixtures_events.tsv` the event times
     (DCASE format: filename, onset, offset, event_label).
+  * `mixtures_val/`, `mixtures_val.csv`, `mixtures_val_events.tsv`: as many long recordings made
+    the same way from the *validation* sources' isolated events (seeds `mix_seed + 10000`), so
+    choices about long recordings can be made without looking at the test mixtures (added to an
+    existing build without touching its other files).
 
 Train (`--train`): for SLAT and WLER and seeds 0..N-1, `wler_jax.train.train_and_evaluate` on
 `configs/{slat,wler}.py:folder,<size>` with `data.path=<train_set>.csv` (`--train_set=weak`, the
 default, or `clips`; clip validation/test mAP), then
 `python -m wler_jax.predict` on the mixtures (a subprocess, the CLI users run): tagging mAP of
-the long recordings (per-class AP of the clip scores over recordings, as `wler_jax.evaluate`),
+the long recordings (per-class AP of the clip scores over recordings, as `wler_jax.evaluate`;
+the validation mixtures' too, as `long_val_tagging_mAP`),
 and localisation from the segment scores against the TSV (segment-based F1 at the threshold and
 PSDS 1/2, `wler_jax.localisation`). Writes JSON (`runs`, `summary` with mean, std and a 95 %
 t-interval per method, and the paired WLER - SLAT difference) and prints a table.
-Workdirs are `<out>/runs/<train_set>/<size>/<method>_seed<k>`; they are retrained from scratch unless
-`--resume` (a finished run is then only evaluated again).
+Workdirs are `<out>/runs/<train_set>/<size>/<method>_seed<k>`; they are retrained from scratch
+unless `--resume` (a finished run is then only evaluated again).
 """
 from __future__ import annotations
 
@@ -330,13 +335,14 @@ def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: 
     return rows
 
 
-def write_mixture_tables(out: str, records: list[dict]) -> None:
-    with open(os.path.join(out, "mixtures.csv"), "w", newline="") as f:
+def write_mixture_tables(out: str, records: list[dict], name: str = "mixtures") -> None:
+    """`<name>.csv` (path,labels,duration) and `<name>_events.tsv` (DCASE event table)."""
+    with open(os.path.join(out, f"{name}.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "labels", "duration"])
         for r in records:
-            w.writerow([f"mixtures/{r['file']}", ";".join(r["labels"]), f"{r['duration']:.6f}"])
-    with open(os.path.join(out, "mixtures_events.tsv"), "w") as f:
+            w.writerow([f"{name}/{r['file']}", ";".join(r["labels"]), f"{r['duration']:.6f}"])
+    with open(os.path.join(out, f"{name}_events.tsv"), "w") as f:
         f.write("filename\tonset\toffset\tevent_label\n")
         for r in records:
             for on, off, label, *_ in r["events"]:
@@ -352,6 +358,36 @@ def read_events_tsv(path: str) -> dict[str, list[tuple[float, float, str]]]:
     return out
 
 
+VAL_MIX_SEED_OFFSET = 10_000  # validation mixtures' seeds, apart from the test mixtures'
+
+
+def ensure_validation_mixtures(root: str, out: str, manifest: dict) -> dict:
+    """Adds `mixtures_val/` (+ tables) to a build that lacks them: long recordings made exactly
+    as the test mixtures, from the *validation* sources' isolated events, so choices about long
+    recordings can be made without the test mixtures. Existing files are left untouched."""
+    if "val_mixtures" in manifest and os.path.isfile(os.path.join(out, "mixtures_val.csv")):
+        return manifest
+    params = manifest["params"]
+    clips, _ = scan_corpus(root)
+    splits = split_sources(clips, params["split_seed"])
+    pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "validation"]
+    if os.path.isdir(os.path.join(out, "mixtures_val")):
+        shutil.rmtree(os.path.join(out, "mixtures_val"))
+    records = make_mixtures(pool, os.path.join(out, "mixtures_val"), params["num_mixtures"],
+                            params["mix_seed"] + VAL_MIX_SEED_OFFSET)
+    write_mixture_tables(out, records, "mixtures_val")
+    manifest["val_mixtures"] = {
+        "count": len(records), "event_pool": len(pool),
+        "seconds": round(sum(r["duration"] for r in records), 1),
+        "events": sum(len(r["events"]) for r in records),
+        "seed": params["mix_seed"] + VAL_MIX_SEED_OFFSET}
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    print(f"built {len(records)} validation mixtures ({manifest['val_mixtures']['seconds']} s) "
+          f"from {len(pool)} validation events", flush=True)
+    return manifest
+
+
 def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
           num_mixtures: int = 48, rebuild: bool = False) -> dict:
     """Builds (or reuses) clips.csv, the mixtures and their tables; returns the manifest."""
@@ -364,7 +400,7 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
             manifest = json.load(f)
         if manifest.get("params") == params:
             print(f"reusing the build in {out}", flush=True)
-            return manifest
+            return ensure_validation_mixtures(root, out, manifest)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
     clips, facts = scan_corpus(root)
@@ -401,23 +437,23 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
         json.dump(manifest, f, indent=1)
     print(f"built {out}: {counts}; {len(records)} mixtures "
           f"({manifest['mixtures']['seconds']} s) in {manifest['build_seconds']} s", flush=True)
-    return manifest
+    return ensure_validation_mixtures(root, out, manifest)
 
 
 # --------------------------------------------------------------------------------- training
 
 
-def evaluate_long(pred_json: str, out: str, threshold: float) -> dict:
+def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtures") -> dict:
     """Tagging mAP and localisation of the predict CLI's output against the mixtures."""
     from wler_jax import evaluate, geometry, localisation
 
     with open(pred_json) as f:
         pred = json.load(f)
     names = list(pred["class_names"])
-    with open(os.path.join(out, "mixtures.csv")) as f:
+    with open(os.path.join(out, f"{name}.csv")) as f:
         truth = {os.path.basename(r["path"]): [l for l in r["labels"].split(";") if l]
                  for r in csv.DictReader(f)}
-    events = read_events_tsv(os.path.join(out, "mixtures_events.tsv"))
+    events = read_events_tsv(os.path.join(out, f"{name}_events.tsv"))
     if pred["failed"]:
         raise RuntimeError(f"predict failed on {pred['failed']}")
     files = [os.path.basename(r["file"]) for r in pred["results"]]
@@ -459,32 +495,39 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
     t0 = time.time()
     results = train.train_and_evaluate(config, workdir)
     train_s = time.time() - t0
-    pred_json = os.path.join(workdir, "long_predictions.json")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    t1 = time.time()
-    subprocess.run([sys.executable, "-m", "wler_jax.predict", f"--workdir={workdir}",
-                    f"--output={pred_json}", f"--threshold={config.eval.threshold}",
-                    f"--events_tsv={os.path.join(workdir, 'long_events.tsv')}",
-                    "--noprogress", os.path.join(out, "mixtures")], check=True, env=env)
-    predict_s = time.time() - t1
-    long = evaluate_long(pred_json, out, config.eval.threshold)
+    long, predict_s = {}, 0.0
+    for name, tag in (("mixtures_val", "long_val"), ("mixtures", "long")):
+        # the predict CLI, as users run it, on the validation then the test long recordings
+        pred_json = os.path.join(workdir, f"{tag}_predictions.json")
+        t1 = time.time()
+        subprocess.run([sys.executable, "-m", "wler_jax.predict", f"--workdir={workdir}",
+                        f"--output={pred_json}", f"--threshold={config.eval.threshold}",
+                        f"--events_tsv={os.path.join(workdir, f'{tag}_events.tsv')}",
+                        "--noprogress", os.path.join(out, name)], check=True, env=env)
+        predict_s += time.time() - t1
+        long[tag] = evaluate_long(pred_json, out, config.eval.threshold, name)
+    long_val, long = long["long_val"], long["long"]
     run = {"method": method, "seed": seed, "size": args.size, "train_set": args.train_set,
            "overrides": args.override,
            "best_epoch": results["best_epoch"], "epochs": int(config.train.epochs),
            "validation_mAP": results["validation"]["mAP"], "test_mAP": results["test"]["mAP"],
+           "long_val_tagging_mAP": long_val["mAP"],
            "long_tagging_mAP": long["mAP"], "long_AP": long["AP"],
            "long_localisation": long["localisation"],
            "seconds": round(train_s + predict_s, 1), "train_seconds": round(train_s, 1),
            "predict_seconds": round(predict_s, 1), "workdir": workdir}
     print(f"[{method} seed {seed}] clip val mAP {run['validation_mAP']:.3f}, clip test mAP "
-          f"{run['test_mAP']:.3f}, long tagging mAP {run['long_tagging_mAP']:.3f}, segment F1 "
+          f"{run['test_mAP']:.3f}, long val tagging mAP {run['long_val_tagging_mAP']:.3f}, long "
+          f"tagging mAP {run['long_tagging_mAP']:.3f}, segment F1 "
           f"{long['localisation']['segment_f1']:.3f}, PSDS1 {long['localisation']['psds1']:.3f}"
           f" ({run['seconds']:.0f} s)", flush=True)
     return run
 
 
 METRICS = {"validation_mAP": lambda r: r["validation_mAP"], "test_mAP": lambda r: r["test_mAP"],
+           "long_val_tagging_mAP": lambda r: r.get("long_val_tagging_mAP", float("nan")),
            "long_tagging_mAP": lambda r: r["long_tagging_mAP"],
            "long_segment_f1": lambda r: r["long_localisation"]["segment_f1"],
            "long_psds1": lambda r: r["long_localisation"]["psds1"],
@@ -527,6 +570,7 @@ def summarize(runs: list[dict]) -> dict:
 
 def print_table(summary: dict) -> None:
     rows = [("clip validation mAP", "validation_mAP"), ("clip test mAP", "test_mAP"),
+            ("long val tagging mAP", "long_val_tagging_mAP"),
             ("long tagging mAP", "long_tagging_mAP"), ("long segment F1", "long_segment_f1"),
             ("long PSDS1", "long_psds1"), ("long PSDS2", "long_psds2"), ("seconds", "seconds")]
     fmt = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
@@ -567,7 +611,8 @@ def main() -> None:
                      num_mixtures=args.num_mixtures, rebuild=args.rebuild)
     if not args.train:
         print(json.dumps({k: manifest[k] for k in ("clip_counts", "sources_per_split",
-                                                   "source_matching", "mixtures")}, indent=1))
+                                                   "source_matching", "mixtures",
+                                                   "val_mixtures")}, indent=1))
         return
     from absl import logging
 
@@ -585,7 +630,7 @@ def main() -> None:
                            "seeds": args.seeds, "overrides": args.override,
                            "build": {k: manifest[k] for k in (
                                "params", "clip_counts", "sources_per_split", "source_matching",
-                               "mixtures")},
+                               "mixtures", "val_mixtures")},
                            "total_seconds": round(time.time() - t0, 1),
                            "runs": runs, "summary": summary}, f, indent=1)
     print_table(summary)

@@ -7,7 +7,9 @@ events, events inside the recording, drawn from test sources only).
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -123,7 +125,6 @@ def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path
         assert sorted({e[2] for e in evs}) == sorted(m["labels"].split(";"))
         assert all(0 <= on < off <= len(x) / SR + 1e-3 for on, off, _ in evs)
     with open(os.path.join(out, "manifest.json")) as f:
-        import json
         assert json.load(f)["mixture_event_pool"] == len(test_files)
     # Events come from test sources only (the builder records the files it mixed).
     records = rm.make_mixtures([k for k in rm.scan_corpus(rm.find_root(
@@ -131,8 +132,33 @@ def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path
         str(tmp_path / "again"), 3, 0)
     assert all(e[3] in test_files for r in records for e in r["events"])
     assert [r["labels"] for r in records] == [m["labels"].split(";") for m in mixes]
+    # Validation mixtures: same recipe, from validation sources only, other recordings.
+    val_files = {os.path.basename(r["path"]) for r in clip_rows
+                 if r["split"] == "validation" and r["kind"] == "isolated"}
+    with open(os.path.join(out, "mixtures_val.csv")) as f:
+        val_mixes = list(csv.DictReader(f))
+    assert len(val_mixes) == 3 and manifest["val_mixtures"]["event_pool"] == len(val_files)
+    assert all(m["path"].startswith("mixtures_val/") for m in val_mixes)
+    val_records = rm.make_mixtures([k for k in rm.scan_corpus(rm.find_root(
+        str(tmp_path / "sased")))[0] if os.path.basename(k.path) in val_files],
+        str(tmp_path / "again_val"), 3, manifest["val_mixtures"]["seed"])
+    assert all(e[3] in val_files for r in val_records for e in r["events"])
+    assert [r["labels"] for r in val_records] == [m["labels"].split(";") for m in val_mixes]
+    assert not np.allclose(sf.read(os.path.join(out, val_mixes[0]["path"]))[0][:1000],
+                           sf.read(os.path.join(out, mixes[0]["path"]))[0][:1000])
     # Same parameters: reused, not rebuilt.
     assert rm.build(str(tmp_path / "sased"), out, num_mixtures=3) == manifest
+    # A build from before the validation mixtures gains them and keeps its other files.
+    before = os.stat(os.path.join(out, "mixtures", "mix_000.wav")).st_mtime_ns
+    del manifest["val_mixtures"]
+    shutil.rmtree(os.path.join(out, "mixtures_val"))
+    os.remove(os.path.join(out, "mixtures_val.csv"))
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    again = rm.build(str(tmp_path / "sased"), out, num_mixtures=3)
+    assert again["val_mixtures"]["count"] == 3
+    assert os.path.isfile(os.path.join(out, "mixtures_val.csv"))
+    assert os.stat(os.path.join(out, "mixtures", "mix_000.wav")).st_mtime_ns == before
 
 
 def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_validation(
