@@ -26,8 +26,9 @@ Build (always; reused when `--out` already holds the same build):
     trains on (an event somewhere in a longer recording, the time unknown): every train and
     validation isolated event placed at a random time in a 2-6 s background at an
     event-to-background ratio in [-6, +6] dB, and 15 % as many background-only recordings with
-    no label. Their backgrounds are other draws of the generator the long test recordings use
-    (below); no test audio is in them, and the clip test split is the same as clips.csv's.
+    no label (`--negative_fraction`). Their backgrounds are other draws of the generator the
+    long test recordings use (below); no test audio is in them, and the clip test split is the
+    same as clips.csv's.
   * `mixtures/mix_NNN.wav`: `--num_mixtures` weakly labelled recordings of 10-60 s (seeded,
     `--mix_seed`), each mixing 1-4 isolated events drawn from the *test* sources only (no
     training or validation audio in them) into a background at an event-to-background ratio
@@ -291,7 +292,8 @@ def make_mixtures(pool: list[Clip], out_dir: str, num: int, seed: int) -> list[d
 
 
 def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: str,
-                            seed: int) -> list[tuple[str, str, str, str, str]]:
+                            seed: int, negative_fraction: float = NEGATIVE_FRACTION
+                            ) -> list[tuple[str, str, str, str, str]]:
     """The weak training set's extra recordings: each train/validation isolated event placed
     at a random time in a 2-6 s background at an event-to-background ratio in [-6, +6] dB
     (label: the event's class, source: the event's), plus background-only recordings with no
@@ -312,7 +314,7 @@ def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: 
     for split in ("train", "validation"):
         mine = [k for k in events if splits[k.source] == split]
         plan = [(k, "context") for k in mine]
-        plan += [(None, "background")] * int(round(NEGATIVE_FRACTION * len(mine)))
+        plan += [(None, "background")] * int(round(negative_fraction * len(mine)))
         for j, (clip, kind) in enumerate(plan):
             key = len(rows)
             rng = np.random.default_rng([seed, 7, 7, key])
@@ -389,16 +391,19 @@ def ensure_validation_mixtures(root: str, out: str, manifest: dict) -> dict:
 
 
 def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
-          num_mixtures: int = 48, rebuild: bool = False) -> dict:
+          num_mixtures: int = 48, negative_fraction: float = NEGATIVE_FRACTION,
+          rebuild: bool = False) -> dict:
     """Builds (or reuses) clips.csv, the mixtures and their tables; returns the manifest."""
     root = find_root(os.path.abspath(source))
     params = {"version": BUILD_VERSION, "source": os.path.abspath(source),
-              "split_seed": split_seed, "mix_seed": mix_seed, "num_mixtures": num_mixtures}
+              "split_seed": split_seed, "mix_seed": mix_seed, "num_mixtures": num_mixtures,
+              "negative_fraction": negative_fraction}
     manifest_path = os.path.join(out, "manifest.json")
     if not rebuild and os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
-        if manifest.get("params") == params:
+        # builds from before negative_fraction was a parameter used the default
+        if {"negative_fraction": NEGATIVE_FRACTION, **manifest.get("params", {})} == params:
             print(f"reusing the build in {out}", flush=True)
             return ensure_validation_mixtures(root, out, manifest)
     os.makedirs(out, exist_ok=True)
@@ -408,7 +413,8 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
     counts = write_clips_csv(os.path.join(out, "clips.csv"), clips, splits)
     if os.path.isdir(os.path.join(out, "context")):
         shutil.rmtree(os.path.join(out, "context"))
-    extra = make_context_recordings(clips, splits, os.path.join(out, "context"), mix_seed)
+    extra = make_context_recordings(clips, splits, os.path.join(out, "context"), mix_seed,
+                                    negative_fraction)
     shutil.copyfile(os.path.join(out, "clips.csv"), os.path.join(out, "weak.csv"))
     with open(os.path.join(out, "weak.csv"), "a", newline="") as f:
         csv.writer(f).writerows(extra)
@@ -591,6 +597,8 @@ def main() -> None:
     parser.add_argument("--split_seed", type=int, default=0, help="clip split (fixes the test)")
     parser.add_argument("--mix_seed", type=int, default=0, help="long mixtures")
     parser.add_argument("--num_mixtures", type=int, default=48)
+    parser.add_argument("--negative_fraction", type=float, default=NEGATIVE_FRACTION,
+                        help="weak set: background-only recordings per context recording")
     parser.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--train", action="store_true", help="train and evaluate SLAT and WLER")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method")
@@ -608,7 +616,8 @@ def main() -> None:
     args = parser.parse_args()
 
     manifest = build(args.source, args.out, split_seed=args.split_seed, mix_seed=args.mix_seed,
-                     num_mixtures=args.num_mixtures, rebuild=args.rebuild)
+                     num_mixtures=args.num_mixtures,
+                     negative_fraction=args.negative_fraction, rebuild=args.rebuild)
     if not args.train:
         print(json.dumps({k: manifest[k] for k in ("clip_counts", "sources_per_split",
                                                    "source_matching", "mixtures",
