@@ -292,7 +292,8 @@ def make_mixtures(pool: list[Clip], out_dir: str, num: int, seed: int) -> list[d
 
 
 def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: str,
-                            seed: int, negative_fraction: float = NEGATIVE_FRACTION
+                            seed: int, negative_fraction: float = NEGATIVE_FRACTION,
+                            context_seconds: tuple[float, float] = CONTEXT_SECONDS
                             ) -> list[tuple[str, str, str, str, str]]:
     """The weak training set's extra recordings: each train/validation isolated event placed
     at a random time in a 2-6 s background at an event-to-background ratio in [-6, +6] dB
@@ -318,7 +319,7 @@ def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: 
         for j, (clip, kind) in enumerate(plan):
             key = len(rows)
             rng = np.random.default_rng([seed, 7, 7, key])
-            n = int(rng.uniform(*CONTEXT_SECONDS) * SR)
+            n = int(rng.uniform(*context_seconds) * SR)
             x = bg_level * synthetic_audio._background(np.random.default_rng([seed, 7, 8, key]),
                                                        n)
             if clip is not None:
@@ -392,18 +393,19 @@ def ensure_validation_mixtures(root: str, out: str, manifest: dict) -> dict:
 
 def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
           num_mixtures: int = 48, negative_fraction: float = NEGATIVE_FRACTION,
-          rebuild: bool = False) -> dict:
+          context_seconds: tuple[float, float] = CONTEXT_SECONDS, rebuild: bool = False) -> dict:
     """Builds (or reuses) clips.csv, the mixtures and their tables; returns the manifest."""
     root = find_root(os.path.abspath(source))
     params = {"version": BUILD_VERSION, "source": os.path.abspath(source),
               "split_seed": split_seed, "mix_seed": mix_seed, "num_mixtures": num_mixtures,
-              "negative_fraction": negative_fraction}
+              "negative_fraction": negative_fraction, "context_seconds": list(context_seconds)}
     manifest_path = os.path.join(out, "manifest.json")
     if not rebuild and os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
-        # builds from before negative_fraction was a parameter used the default
-        if {"negative_fraction": NEGATIVE_FRACTION, **manifest.get("params", {})} == params:
+        # builds from before these were parameters used the defaults
+        if {"negative_fraction": NEGATIVE_FRACTION, "context_seconds": list(CONTEXT_SECONDS),
+                **manifest.get("params", {})} == params:
             print(f"reusing the build in {out}", flush=True)
             return ensure_validation_mixtures(root, out, manifest)
     os.makedirs(out, exist_ok=True)
@@ -414,7 +416,7 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
     if os.path.isdir(os.path.join(out, "context")):
         shutil.rmtree(os.path.join(out, "context"))
     extra = make_context_recordings(clips, splits, os.path.join(out, "context"), mix_seed,
-                                    negative_fraction)
+                                    negative_fraction, context_seconds)
     shutil.copyfile(os.path.join(out, "clips.csv"), os.path.join(out, "weak.csv"))
     with open(os.path.join(out, "weak.csv"), "a", newline="") as f:
         csv.writer(f).writerows(extra)
@@ -599,6 +601,8 @@ def main() -> None:
     parser.add_argument("--num_mixtures", type=int, default=48)
     parser.add_argument("--negative_fraction", type=float, default=NEGATIVE_FRACTION,
                         help="weak set: background-only recordings per context recording")
+    parser.add_argument("--context_seconds", default=",".join(str(x) for x in CONTEXT_SECONDS),
+                        help="weak set: shortest,longest context recording in seconds")
     parser.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--train", action="store_true", help="train and evaluate SLAT and WLER")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method")
@@ -617,7 +621,9 @@ def main() -> None:
 
     manifest = build(args.source, args.out, split_seed=args.split_seed, mix_seed=args.mix_seed,
                      num_mixtures=args.num_mixtures,
-                     negative_fraction=args.negative_fraction, rebuild=args.rebuild)
+                     negative_fraction=args.negative_fraction,
+                     context_seconds=tuple(float(x) for x in args.context_seconds.split(",")),
+                     rebuild=args.rebuild)
     if not args.train:
         print(json.dumps({k: manifest[k] for k in ("clip_counts", "sources_per_split",
                                                    "source_matching", "mixtures",
