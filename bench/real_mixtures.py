@@ -248,43 +248,59 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
 
 
+def _background(rng: np.random.Generator, n: int) -> np.ndarray:
+    """The synthetic set's background generator at BACKGROUND_DBFS RMS ([n] float)."""
+    from wler_jax.datasets import synthetic_audio
+
+    return 10 ** (BACKGROUND_DBFS / 20) * synthetic_audio._background(rng, n)
+
+
+def _add_event(x: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> tuple[int, int, float]:
+    """Adds event `w` (cut to fit) into background `x` in place, at a random start and an
+    event-to-background ratio uniform in EBR_DB (event RMS vs the background's); returns
+    (start, length, ratio in dB)."""
+    m = min(len(w), len(x))
+    start = int(rng.integers(0, len(x) - m + 1))
+    ebr = float(rng.uniform(*EBR_DB))
+    x[start:start + m] += 10 ** (BACKGROUND_DBFS / 20) * 10 ** (ebr / 20) / _rms(w[:m]) * w[:m]
+    return start, m, ebr
+
+
+def _write_wav(path: str, x: np.ndarray) -> None:
+    """Writes `x` as 16-bit PCM, scaled down to a 0.99 peak where it would clip."""
+    import soundfile as sf
+
+    peak = float(np.max(np.abs(x)))
+    if peak > 0.99:
+        x = x * (0.99 / peak)
+    sf.write(path, x.astype(np.float32), SR, subtype="PCM_16")
+
+
 def make_mixtures(pool: list[Clip], out_dir: str, num: int, seed: int) -> list[dict]:
     """Writes `num` long recordings mixing 1-4 events of `pool` into a background.
 
     Returns one dict per recording: {"file", "duration", "labels", "events": [(on, off, label,
     source file, ebr_db)]}.
     """
-    import soundfile as sf
-
     from wler_jax import audio
-    from wler_jax.datasets import synthetic_audio
 
     if not pool:
         raise ValueError("empty event pool")
     os.makedirs(out_dir, exist_ok=True)
     waves = {k.path: audio.load(k.path) for k in pool}
-    bg_level = 10 ** (BACKGROUND_DBFS / 20)
     records = []
     for i in range(num):
         rng = np.random.default_rng([seed, i])
         n = int(rng.uniform(*MIX_SECONDS) * SR)
-        x = bg_level * synthetic_audio._background(np.random.default_rng([seed, i, 1]), n)
+        x = _background(np.random.default_rng([seed, i, 1]), n)
         events = []
         for _ in range(int(rng.integers(EVENTS_PER_MIX[0], EVENTS_PER_MIX[1] + 1))):
             clip = pool[int(rng.integers(len(pool)))]
-            w = waves[clip.path]
-            m = min(len(w), n)
-            start = int(rng.integers(0, n - m + 1))
-            ebr = float(rng.uniform(*EBR_DB))
-            gain = bg_level * 10 ** (ebr / 20) / _rms(w[:m])
-            x[start:start + m] += gain * w[:m]
+            start, m, ebr = _add_event(x, waves[clip.path], rng)
             events.append((round(start / SR, 4), round((start + m) / SR, 4), clip.label,
                            os.path.basename(clip.path), round(ebr, 2)))
-        peak = float(np.max(np.abs(x)))
-        if peak > 0.99:
-            x *= 0.99 / peak
         name = f"mix_{i:03d}.wav"
-        sf.write(os.path.join(out_dir, name), x.astype(np.float32), SR, subtype="PCM_16")
+        _write_wav(os.path.join(out_dir, name), x)
         events.sort()
         records.append({"file": name, "duration": n / SR,
                         "labels": sorted({e[2] for e in events}), "events": events})
@@ -303,13 +319,9 @@ def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: 
 
     Returns (path, label, split, source, kind) rows.
     """
-    import soundfile as sf
-
     from wler_jax import audio
-    from wler_jax.datasets import synthetic_audio
 
     os.makedirs(out_dir, exist_ok=True)
-    bg_level = 10 ** (BACKGROUND_DBFS / 20)
     events = [k for k in clips if k.kind == "isolated" and splits[k.source] != "test"]
     rows = []
     for split in ("train", "validation"):
@@ -320,19 +332,11 @@ def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: 
             key = len(rows)
             rng = np.random.default_rng([seed, 7, 7, key])
             n = int(rng.uniform(*context_seconds) * SR)
-            x = bg_level * synthetic_audio._background(np.random.default_rng([seed, 7, 8, key]),
-                                                       n)
+            x = _background(np.random.default_rng([seed, 7, 8, key]), n)
             if clip is not None:
-                w = audio.load(clip.path)
-                m = min(len(w), n)
-                start = int(rng.integers(0, n - m + 1))
-                x[start:start + m] += (bg_level * 10 ** (rng.uniform(*EBR_DB) / 20)
-                                       / _rms(w[:m])) * w[:m]
-            peak = float(np.max(np.abs(x)))
-            if peak > 0.99:
-                x *= 0.99 / peak
+                _add_event(x, audio.load(clip.path), rng)
             name = f"{split}_{kind}_{j:03d}.wav"
-            sf.write(os.path.join(out_dir, name), x.astype(np.float32), SR, subtype="PCM_16")
+            _write_wav(os.path.join(out_dir, name), x)
             rows.append((os.path.join(out_dir, name), clip.label if clip else "", split,
                          clip.source if clip else f"background_{split}_{j:03d}", kind))
     return rows
@@ -364,30 +368,36 @@ def read_events_tsv(path: str) -> dict[str, list[tuple[float, float, str]]]:
 VAL_MIX_SEED_OFFSET = 10_000  # validation mixtures' seeds, apart from the test mixtures'
 
 
+def make_validation_mixtures(clips: list[Clip], splits: dict[str, str], out: str,
+                             params: dict) -> dict:
+    """Writes `mixtures_val/` (+ tables): long recordings made exactly as the test mixtures,
+    from the *validation* sources' isolated events, so choices about long recordings can be
+    made without the test mixtures. Returns the manifest's "val_mixtures" entry."""
+    pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "validation"]
+    if os.path.isdir(os.path.join(out, "mixtures_val")):
+        shutil.rmtree(os.path.join(out, "mixtures_val"))
+    seed = params["mix_seed"] + VAL_MIX_SEED_OFFSET
+    records = make_mixtures(pool, os.path.join(out, "mixtures_val"), params["num_mixtures"], seed)
+    write_mixture_tables(out, records, "mixtures_val")
+    entry = {"count": len(records), "event_pool": len(pool),
+             "seconds": round(sum(r["duration"] for r in records), 1),
+             "events": sum(len(r["events"]) for r in records), "seed": seed}
+    print(f"built {len(records)} validation mixtures ({entry['seconds']} s) from {len(pool)} "
+          "validation events", flush=True)
+    return entry
+
+
 def ensure_validation_mixtures(root: str, out: str, manifest: dict) -> dict:
-    """Adds `mixtures_val/` (+ tables) to a build that lacks them: long recordings made exactly
-    as the test mixtures, from the *validation* sources' isolated events, so choices about long
-    recordings can be made without the test mixtures. Existing files are left untouched."""
+    """Adds the validation mixtures to a reused build that lacks them (made before they
+    existed), leaving its other files untouched; returns the manifest."""
     if "val_mixtures" in manifest and os.path.isfile(os.path.join(out, "mixtures_val.csv")):
         return manifest
     params = manifest["params"]
     clips, _ = scan_corpus(root)
-    splits = split_sources(clips, params["split_seed"])
-    pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "validation"]
-    if os.path.isdir(os.path.join(out, "mixtures_val")):
-        shutil.rmtree(os.path.join(out, "mixtures_val"))
-    records = make_mixtures(pool, os.path.join(out, "mixtures_val"), params["num_mixtures"],
-                            params["mix_seed"] + VAL_MIX_SEED_OFFSET)
-    write_mixture_tables(out, records, "mixtures_val")
-    manifest["val_mixtures"] = {
-        "count": len(records), "event_pool": len(pool),
-        "seconds": round(sum(r["duration"] for r in records), 1),
-        "events": sum(len(r["events"]) for r in records),
-        "seed": params["mix_seed"] + VAL_MIX_SEED_OFFSET}
+    manifest["val_mixtures"] = make_validation_mixtures(
+        clips, split_sources(clips, params["split_seed"]), out, params)
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
-    print(f"built {len(records)} validation mixtures ({manifest['val_mixtures']['seconds']} s) "
-          f"from {len(pool)} validation events", flush=True)
     return manifest
 
 
@@ -439,13 +449,14 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
                      "events": sum(len(r["events"]) for r in records),
                      "ebr_db": list(EBR_DB), "background_dbfs_rms": BACKGROUND_DBFS,
                      "length_s": list(MIX_SECONDS), "events_per_recording": list(EVENTS_PER_MIX)},
+        "val_mixtures": make_validation_mixtures(clips, splits, out, params),
         "build_seconds": round(time.time() - t0, 1),
     }
     with open(manifest_path, "w") as f:
         json.dump(manifest, f, indent=1)
     print(f"built {out}: {counts}; {len(records)} mixtures "
           f"({manifest['mixtures']['seconds']} s) in {manifest['build_seconds']} s", flush=True)
-    return ensure_validation_mixtures(root, out, manifest)
+    return manifest
 
 
 # --------------------------------------------------------------------------------- training
