@@ -497,6 +497,12 @@ def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtu
                                                  "segment_recall", "psds1", "psds2")}}
 
 
+def variant_slug(overrides: list[str]) -> str:
+    """Run-folder suffix for config overrides ('' for none), so an A/B never reuses or deletes
+    the default runs' workdirs: ['train.epochs=72'] -> '+train.epochs=72'."""
+    return "".join("+" + re.sub(r"[^A-Za-z0-9._=-]", "_", o) for o in overrides)
+
+
 def train_one(method: str, seed: int, args, out: str) -> dict:
     from wler_jax.configs.common import apply_override, base_config
     from wler_jax import config_check, train
@@ -508,7 +514,8 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
     for assignment in args.override:
         apply_override(config, assignment)
     config_check.validate(config)
-    workdir = os.path.join(out, "runs", args.train_set, args.size, f"{method}_seed{seed}")
+    workdir = os.path.join(out, "runs", args.train_set, args.size + variant_slug(args.override),
+                           f"{method}_seed{seed}")
     if os.path.isdir(workdir) and not args.resume:
         shutil.rmtree(workdir)
     t0 = time.time()
@@ -587,6 +594,36 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def merge(paths: list[str], out: str) -> dict:
+    """Join sweep JSONs of the same build and overrides (e.g. seeds run by two processes with
+    `--first_seed`) into one summary; a method and seed in two of them is an error."""
+    runs, meta = {}, None
+    for path in paths:
+        with open(path) as f:
+            sweep = json.load(f)
+        key = {k: sweep.get(k) for k in ("size", "train_set", "overrides")}
+        key["build"] = sweep["build"]["params"]
+        if meta is not None and key != meta:
+            raise SystemExit(f"error: {path}: build, size, train set or overrides differ from "
+                             f"{paths[0]}; merge like with like")
+        meta, base = key, sweep
+        for r in sweep["runs"]:
+            if (r["method"], r["seed"]) in runs:
+                raise SystemExit(f"error: {path}: {r['method']} seed {r['seed']} is in two sweeps")
+            runs[r["method"], r["seed"]] = r
+    result = {**{k: base[k] for k in ("corpus", "size", "train_set", "overrides", "build")},
+              "seeds": len({s for _, s in runs}),
+              "total_seconds": round(sum(r["seconds"] for r in runs.values()), 1),
+              "runs": sorted(runs.values(), key=lambda r: (r["seed"], r["method"])),
+              "merged_from": [os.path.basename(p) for p in paths]}
+    result["summary"] = summarize(result["runs"])
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print_table(result["summary"])
+    print(f"wrote {out}")
+    return result
+
+
 def print_table(summary: dict) -> None:
     rows = [("clip validation mAP", "validation_mAP"), ("clip test mAP", "test_mAP"),
             ("long val tagging mAP", "long_val_tagging_mAP"),
@@ -605,8 +642,8 @@ def print_table(summary: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help="local copy of Stevens05/SASED")
-    parser.add_argument("--out", required=True, help="build and run folder (outside the repo)")
+    parser.add_argument("--source", help="local copy of Stevens05/SASED (required unless --merge)")
+    parser.add_argument("--out", help="build and run folder (outside the repo; required unless --merge)")
     parser.add_argument("--split_seed", type=int, default=0, help="clip split (fixes the test)")
     parser.add_argument("--mix_seed", type=int, default=0, help="long mixtures")
     parser.add_argument("--num_mixtures", type=int, default=48)
@@ -616,7 +653,12 @@ def main() -> None:
                         help="weak set: shortest,longest context recording in seconds")
     parser.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--train", action="store_true", help="train and evaluate SLAT and WLER")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per method")
+    parser.add_argument("--first_seed", type=int, default=0,
+                        help="run seeds first_seed..first_seed+seeds-1 (split a sweep over "
+                             "processes, then join the JSONs with --merge)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="join these sweep JSONs into --json and print the table; no build")
     parser.add_argument("--methods", default="slat,wler")
     parser.add_argument("--size", default="cpu", choices=("smoke", "cpu", "full"))
     parser.add_argument("--train_set", default="weak", choices=("weak", "clips"),
@@ -629,6 +671,13 @@ def main() -> None:
     parser.add_argument("--json", default=None,
                         help="default bench/results/real_mixtures_<size>.json")
     args = parser.parse_args()
+    if args.merge:
+        if not args.json:
+            parser.error("--merge needs --json=PATH for the joined result")
+        merge(args.merge, args.json)
+        return
+    if not args.source or not args.out:
+        parser.error("--source and --out are required (unless --merge)")
 
     manifest = build(args.source, args.out, split_seed=args.split_seed, mix_seed=args.mix_seed,
                      num_mixtures=args.num_mixtures,
@@ -646,7 +695,7 @@ def main() -> None:
     path = args.json or os.path.join(REPO, "bench", "results", f"real_mixtures_{args.size}.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     runs, t0 = [], time.time()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in args.methods.split(","):
             runs.append(train_one(method, seed, args, args.out))
             summary = summarize(runs)  # written after every run: a stopped sweep keeps its runs

@@ -206,3 +206,45 @@ def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_v
         w = sf.read(iso_path[r["source"]])[0]
         assert match(sf.read(r["path"])[0], w) > 0.3 > 0.1 > match(bg, w)  # EBR -6 dB: ~0.45
     assert manifest["clip_counts"]["train/context"] == iso["train"]
+
+
+def _sweep(path, seeds, overrides=(), methods=("slat", "wler")):
+    """A sweep JSON as `--train` writes it, with made-up figures (wler = slat + 0.1 * seed)."""
+    runs = []
+    for s in seeds:
+        for m in methods:
+            v = 0.5 + (0.1 * s if m == "wler" else 0.0)
+            runs.append({"method": m, "seed": s, "validation_mAP": v, "test_mAP": v,
+                         "long_val_tagging_mAP": v, "long_tagging_mAP": v,
+                         "long_localisation": {"segment_f1": v, "psds1": 0.0, "psds2": v},
+                         "seconds": 10.0})
+    sweep = {"corpus": "c", "size": "cpu", "train_set": "weak", "overrides": list(overrides),
+             "build": {"params": {"version": 2, "mix_seed": 0}}, "runs": runs}
+    with open(path, "w") as f:
+        json.dump(sweep, f)
+    return str(path)
+
+
+def test_merge_joins_seed_ranges_and_refuses_mixed_sweeps(tmp_path):
+    a, b = _sweep(tmp_path / "a.json", [0, 1]), _sweep(tmp_path / "b.json", [2])
+    out = str(tmp_path / "ab.json")
+    merged = rm.merge([a, b], out)
+    assert [(r["method"], r["seed"]) for r in merged["runs"]] == [
+        ("slat", 0), ("wler", 0), ("slat", 1), ("wler", 1), ("slat", 2), ("wler", 2)]
+    d = merged["summary"]["wler_minus_slat"]["long_tagging_mAP"]
+    assert d["seeds"] == [0, 1, 2] and np.allclose(d["values"], [0.0, 0.1, 0.2])
+    assert json.load(open(out))["seeds"] == 3
+    for other in (_sweep(tmp_path / "dup.json", [1]),  # seed 1 twice
+                  _sweep(tmp_path / "ovr.json", [3], overrides=["train.epochs=72"])):
+        try:
+            rm.merge([a, other], str(tmp_path / "x.json"))
+        except SystemExit as e:
+            assert other in str(e)
+        else:
+            raise AssertionError(f"merge accepted {other}")
+
+
+def test_override_runs_get_their_own_folder():
+    assert rm.variant_slug([]) == ""
+    assert rm.variant_slug(["train.epochs=72", "model.pooling=a b"]) == (
+        "+train.epochs=72+model.pooling=a_b")
