@@ -1,8 +1,10 @@
 """Real-recording benchmark: DCASE 2016 task 2 office events, WLER vs SLAT over seeds.
 
   python bench/real_mixtures.py --source=/work/realdata/sased --out=/work/realdata/bench
-  python bench/real_mixtures.py --source=... --out=... --train --seeds=3 [--size=cpu]
-      [--override=train.epochs=10 ...] [--json=bench/results/real_mixtures_cpu.json]
+  python bench/real_mixtures.py --source=... --out=... --train --seeds=5 [--size=cpu]
+      [--epochs=72] [--override=model.width=0.25 ...] [--json=bench/results/real_mixtures_cpu.json]
+  python bench/real_mixtures.py ... --train --first_seed=3 --seeds=2 --json=b.json  # more seeds
+  python bench/real_mixtures.py --merge a.json b.json --json=ab.json  # one summary, no training
 
 `--source` is a local copy of the public GitHub repository `Stevens05/SASED` (the DCASE 2016
 task 2 "sound event detection in synthetic audio" development material: 11 office classes, 20
@@ -88,6 +90,9 @@ EVENTS_PER_MIX = (1, 4)
 BUILD_VERSION = 2
 CONTEXT_SECONDS = (2.0, 6.0)  # weakly labelled training recordings: one event in a background
 NEGATIVE_FRACTION = 0.15  # background-only recordings (no label), per context recording
+# Training epochs at --size=cpu: the preset's 36 (sized for the synthetic set's 5-minute budget)
+# leave clip and long validation mAP rising; 72 raised both (bench/README.md, part 5).
+CPU_EPOCHS = 72
 
 
 def class_of(name: str) -> str:
@@ -497,6 +502,16 @@ def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtu
                                                  "segment_recall", "psds1", "psds2")}}
 
 
+def run_overrides(size: str, epochs: int | None, overrides: list[str]) -> list[str]:
+    """The config overrides of every run: `--epochs` (default CPU_EPOCHS at size cpu) first,
+    unless an explicit `train.epochs=` override is given. They also name the run folder, so a
+    run with other epochs never resumes from this one's workdir."""
+    epochs = epochs or (CPU_EPOCHS if size == "cpu" else None)
+    if epochs and not any(o.startswith("train.epochs=") for o in overrides):
+        return [f"train.epochs={epochs}", *overrides]
+    return list(overrides)
+
+
 def variant_slug(overrides: list[str]) -> str:
     """Run-folder suffix for config overrides ('' for none), so an A/B never reuses or deletes
     the default runs' workdirs: ['train.epochs=72'] -> '+train.epochs=72'."""
@@ -664,6 +679,9 @@ def main() -> None:
     parser.add_argument("--train_set", default="weak", choices=("weak", "clips"),
                         help="weak: clips plus events in 2-6 s backgrounds and background-only "
                              "recordings (weak.csv); clips: the corpus clips only (clips.csv)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"training epochs (default {CPU_EPOCHS} at --size=cpu, where the "
+                             "preset's 36 stop short on this set; else the preset's)")
     parser.add_argument("--override", action="append", default=[],
                         help="config field=value for every run (repeatable), e.g. train.epochs=8")
     parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs")
@@ -679,6 +697,7 @@ def main() -> None:
     if not args.source or not args.out:
         parser.error("--source and --out are required (unless --merge)")
 
+    args.override = run_overrides(args.size, args.epochs, args.override)
     manifest = build(args.source, args.out, split_seed=args.split_seed, mix_seed=args.mix_seed,
                      num_mixtures=args.num_mixtures,
                      negative_fraction=args.negative_fraction,

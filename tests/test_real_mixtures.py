@@ -248,3 +248,14 @@ def test_override_runs_get_their_own_folder():
     assert rm.variant_slug([]) == ""
     assert rm.variant_slug(["train.epochs=72", "model.pooling=a b"]) == (
         "+train.epochs=72+model.pooling=a_b")
+
+
+def test_cpu_runs_train_the_benchmark_epochs_unless_overridden():
+    assert rm.run_overrides("cpu", None, []) == [f"train.epochs={rm.CPU_EPOCHS}"]
+    assert rm.run_overrides("cpu", 10, ["model.width=0.25"]) == [
+        "train.epochs=10", "model.width=0.25"]
+    assert rm.run_overrides("cpu", None, ["train.epochs=8"]) == ["train.epochs=8"]
+    assert rm.run_overrides("smoke", None, []) == []  # other sizes keep their preset's epochs
+    # the epochs name the folder: a 36-epoch workdir is never resumed as a 72-epoch run
+    assert rm.variant_slug(rm.run_overrides("cpu", None, [])) != rm.variant_slug(
+        rm.run_overrides("cpu", 36, []))
