@@ -63,6 +63,7 @@ import argparse
 import csv
 import dataclasses
 import glob
+import hashlib
 import json
 import math
 import os
@@ -515,7 +516,10 @@ def run_overrides(size: str, epochs: int | None, overrides: list[str]) -> list[s
 def variant_slug(overrides: list[str]) -> str:
     """Run-folder suffix for config overrides ('' for none), so an A/B never reuses or deletes
     the default runs' workdirs: ['train.epochs=72'] -> '+train.epochs=72'."""
-    return "".join("+" + re.sub(r"[^A-Za-z0-9._=-]", "_", o) for o in overrides)
+    slug = "".join("+" + re.sub(r"[^A-Za-z0-9._=-]", "_", o) for o in overrides)
+    if len(slug) > 200:  # a folder name must stay under the file system's 255 bytes
+        slug = slug[:180] + "+" + hashlib.sha1(slug.encode()).hexdigest()[:12]
+    return slug
 
 
 def train_one(method: str, seed: int, args, out: str) -> dict:

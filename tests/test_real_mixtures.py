@@ -248,6 +248,9 @@ def test_override_runs_get_their_own_folder():
     assert rm.variant_slug([]) == ""
     assert rm.variant_slug(["train.epochs=72", "model.pooling=a b"]) == (
         "+train.epochs=72+model.pooling=a_b")
+    many = [f"model.field_{i}=value_{i}" for i in range(20)]  # 20 overrides: 450 characters
+    slug = rm.variant_slug(many)
+    assert len(slug) <= 193 and slug != rm.variant_slug(many[:-1] + ["model.field_19=other"])
 
 
 def test_cpu_runs_train_the_benchmark_epochs_unless_overridden():
