@@ -558,6 +558,7 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
            "overrides": args.override,
            "best_epoch": results["best_epoch"], "epochs": int(config.train.epochs),
            "validation_mAP": results["validation"]["mAP"], "test_mAP": results["test"]["mAP"],
+           "validation_curve": [[h["epoch"], h["mAP"]] for h in results.get("history", [])],
            "long_val_tagging_mAP": long_val["mAP"],
            "long_tagging_mAP": long["mAP"], "long_AP": long["AP"],
            "long_localisation": long["localisation"],
