@@ -688,7 +688,7 @@ def main() -> None:
                         help=f"training epochs (default {CPU_EPOCHS} at --size=cpu, where the "
                              "preset's 36 stop short on this set; else the preset's)")
     parser.add_argument("--override", action="append", default=[],
-                        help="config field=value for every run (repeatable), e.g. train.epochs=8")
+                        help="config field=value for every run (repeatable), e.g. model.width=0.25")
     parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs")
     parser.add_argument("--verbose", action="store_true", help="training logs (epochs, mAP)")
     parser.add_argument("--json", default=None,
