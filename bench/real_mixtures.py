@@ -663,7 +663,8 @@ def print_table(summary: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", help="local copy of Stevens05/SASED (required unless --merge)")
-    parser.add_argument("--out", help="build and run folder (outside the repo; required unless --merge)")
+    parser.add_argument("--out",
+                        help="build and run folder (outside the repo; required unless --merge)")
     parser.add_argument("--split_seed", type=int, default=0, help="clip split (fixes the test)")
     parser.add_argument("--mix_seed", type=int, default=0, help="long mixtures")
     parser.add_argument("--num_mixtures", type=int, default=48)
