@@ -45,17 +45,19 @@ Build (always; reused when `--out` already holds the same build):
     choices about long recordings can be made without looking at the test mixtures (added to an
     existing build without touching its other files).
 
-Train (`--train`): for SLAT and WLER and seeds 0..N-1, `wler_jax.train.train_and_evaluate` on
-`configs/{slat,wler}.py:folder,<size>` with `data.path=<train_set>.csv` (`--train_set=weak`, the
-default, or `clips`; clip validation/test mAP), then
+Train (`--train`): for SLAT and WLER and `--seeds` seeds from `--first_seed`,
+`wler_jax.train.train_and_evaluate` on `configs/{slat,wler}.py:folder,<size>` with
+`data.path=<train_set>.csv` (`--train_set=weak`, the default, or `clips`; clip validation/test
+mAP), then
 `python -m wler_jax.predict` on the mixtures (a subprocess, the CLI users run): tagging mAP of
 the long recordings (per-class AP of the clip scores over recordings, as `wler_jax.evaluate`;
 the validation mixtures' too, as `long_val_tagging_mAP`),
 and localisation from the segment scores against the TSV (segment-based F1 at the threshold and
 PSDS 1/2, `wler_jax.localisation`). Writes JSON (`runs`, `summary` with mean, std and a 95 %
 t-interval per method, and the paired WLER - SLAT difference) and prints a table.
-Workdirs are `<out>/runs/<train_set>/<size>/<method>_seed<k>`; they are retrained from scratch
-unless `--resume` (a finished run is then only evaluated again).
+Workdirs are `<out>/runs/<train_set>/<size><+override...>/<method>_seed<k>` (the overrides,
+`--epochs` first, name the folder); they are retrained from scratch unless `--resume` (a
+finished run is then only evaluated again). `--merge` joins sweep JSONs into one summary.
 """
 from __future__ import annotations
 
@@ -272,6 +274,14 @@ def _add_event(x: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> tuple[
     return start, m, ebr
 
 
+def _fresh_dir(path: str) -> None:
+    """Empties (or makes) the folder a builder writes, so no file of an earlier, larger build
+    is left beside the new ones."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+
+
 def _write_wav(path: str, x: np.ndarray) -> None:
     """Writes `x` as 16-bit PCM, scaled down to a 0.99 peak where it would clip."""
     import soundfile as sf
@@ -292,7 +302,7 @@ def make_mixtures(pool: list[Clip], out_dir: str, num: int, seed: int) -> list[d
 
     if not pool:
         raise ValueError("empty event pool")
-    os.makedirs(out_dir, exist_ok=True)
+    _fresh_dir(out_dir)
     waves = {k.path: audio.load(k.path) for k in pool}
     records = []
     for i in range(num):
@@ -327,7 +337,7 @@ def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: 
     """
     from wler_jax import audio
 
-    os.makedirs(out_dir, exist_ok=True)
+    _fresh_dir(out_dir)
     events = [k for k in clips if k.kind == "isolated" and splits[k.source] != "test"]
     rows = []
     for split in ("train", "validation"):
@@ -380,8 +390,6 @@ def make_validation_mixtures(clips: list[Clip], splits: dict[str, str], out: str
     from the *validation* sources' isolated events, so choices about long recordings can be
     made without the test mixtures. Returns the manifest's "val_mixtures" entry."""
     pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "validation"]
-    if os.path.isdir(os.path.join(out, "mixtures_val")):
-        shutil.rmtree(os.path.join(out, "mixtures_val"))
     seed = params["mix_seed"] + VAL_MIX_SEED_OFFSET
     records = make_mixtures(pool, os.path.join(out, "mixtures_val"), params["num_mixtures"], seed)
     write_mixture_tables(out, records, "mixtures_val")
@@ -429,8 +437,6 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
     clips, facts = scan_corpus(root)
     splits = split_sources(clips, split_seed)
     counts = write_clips_csv(os.path.join(out, "clips.csv"), clips, splits)
-    if os.path.isdir(os.path.join(out, "context")):
-        shutil.rmtree(os.path.join(out, "context"))
     extra = make_context_recordings(clips, splits, os.path.join(out, "context"), mix_seed,
                                     negative_fraction, context_seconds)
     shutil.copyfile(os.path.join(out, "clips.csv"), os.path.join(out, "weak.csv"))
@@ -439,8 +445,6 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
     for _, _, split, _, kind in extra:
         counts[f"{split}/{kind}"] = counts.get(f"{split}/{kind}", 0) + 1
     pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "test"]
-    if os.path.isdir(os.path.join(out, "mixtures")):
-        shutil.rmtree(os.path.join(out, "mixtures"))
     records = make_mixtures(pool, os.path.join(out, "mixtures"), num_mixtures, mix_seed)
     write_mixture_tables(out, records)
     per_class = {c: sum(k.label == c for k in clips) for c in CLASSES}
