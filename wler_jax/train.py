@@ -207,6 +207,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         params = {**state.params, "input_norm": {"mean": jnp.asarray(stats["mean"]),
                                                  "std": jnp.asarray(stats["std"])}}
         state = state.replace(params=jax.device_put(params, replicated))
+    if restored is None and config.model.get("head_bias_init", "zeros") == "prior":
+        prior = input_stats.prior_logits(
+            data.multi_hot_labels(data.read_split_table(sources["train"]), num_classes))
+        logging.info("output bias from the training split's class frequencies: logit %.2f .. %.2f",
+                     prior.min(), prior.max())
+        params = {**state.params, "fc2": {**state.params["fc2"], "bias": jnp.asarray(prior)}}
+        state = state.replace(params=jax.device_put(params, replicated))
     if restored is None and config.train.get("init_from"):  # fine-tuning (wler_jax/transfer.py)
         params, _ = transfer.init_from_workdir(config, jax.device_get(state.params), class_names,
                                                workdir)

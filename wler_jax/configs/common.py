@@ -72,6 +72,10 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     # per_band: standardise each mel band with the training split's mean/std (kept with the
     # params, applied by predict too) | none: raw dB as in the paper
     c.model.input_norm = "none"
+    # zeros: Lasagne's zero output bias (paper) | prior: each class's output bias starts at the
+    # logit of its frequency in the training split, so the first steps need not pull every
+    # score down through the weights (which kills FC units; bench/README.md "Learning, part 6")
+    c.model.head_bias_init = "zeros"
 
     c.input = ml_collections.ConfigDict()
     c.input.frame_budget = 32 * 1280  # frames per batch (before the 4x scales); sets batch size

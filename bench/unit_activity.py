@@ -1,0 +1,135 @@
+"""Dead and always-on ReLU units per layer, at a run's initialisation and at its best epoch.
+
+  python bench/unit_activity.py WORKDIR [WORKDIR ...] --csv=LABELS.csv [--split=train]
+      [--num=60] [--json=bench/results/unit_activity.json]
+
+Why: a ReLU unit whose pre-activation is <= 0 on every position of every recording passes no
+signal and gets no gradient (dead); one that is > 0 almost everywhere (>= 95 % of positions
+here) is a linear unit that adds no non-linearity. Either wastes a channel, and at the `cpu`
+width there are only 16-32 per layer. Raw dB input (-100 ... +40, mostly far below 0) puts a
+large constant term into every conv1 output, which sets many units on one side of zero before
+any training; `model.input_norm=per_band` removes it. The script reports, per layer (conv1 ..
+conv5, and FCv1 for WLER), how many channels are dead and always on and the fraction of
+positive pre-activations, over `--num` recordings of a folder/CSV dataset (one scale, n_fft 1024,
+each recording alone so no batch padding counts). The initial parameters are rebuilt from the
+run's config and seed as training drew them (`wler_jax.train.run_rngs`); the input
+normalisation statistics, which training measures before the first step, are the run's own.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+ALWAYS_ON = 0.95  # a unit positive on at least this fraction of positions counts as linear
+N_FFT = 1024
+
+
+def read_features(csv_path: str, split: str, num: int, seed: int = 0) -> list[np.ndarray]:
+    """Log-mel features [T, 128] of `num` recordings drawn (seeded) from one split of a CSV."""
+    from wler_jax import audio, features
+
+    with open(csv_path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if not split or r.get("split", split) == split]
+    if not rows:
+        raise SystemExit(f"{csv_path}: no rows of split {split!r}")
+    base = os.path.dirname(os.path.abspath(csv_path))
+    pick = np.random.default_rng(seed).choice(len(rows), min(num, len(rows)), replace=False)
+    feats = []
+    for i in sorted(pick):
+        path = rows[i]["path"]
+        wave = audio.load(path if os.path.isabs(path) else os.path.join(base, path))
+        f, _ = features.log_mel(jnp.asarray(wave[None]), jnp.asarray([len(wave)]), N_FFT)
+        feats.append(np.asarray(f[0]))
+    return feats
+
+
+def activity(spec, params, feats: list[np.ndarray]) -> dict:
+    """Per layer: channels, dead, always on, and the positive fraction of pre-activations."""
+    from flax import traverse_util
+
+    module = spec.module()
+    apply = jax.jit(lambda p, x, n: module.apply({"params": p}, x, n, capture_intermediates=True,
+                                                 mutable=["intermediates"])[1])
+    fired, always, pos, count = {}, {}, {}, {}
+    for f in feats:
+        num_frames = f.shape[0]
+        inter = traverse_util.flatten_dict(
+            apply(params, jnp.asarray(f[None]), jnp.asarray([num_frames]))["intermediates"],
+            sep="/")
+        for key, value in inter.items():
+            name = key.split("/")[-2] if "/" in key else ""
+            if name[4:].isdigit() and key.startswith("conv_stack/conv"):
+                (x, bias), = value
+                block = int(name[4:]) - 1
+                pre = np.asarray(x + bias)[0, :max(1, -(-num_frames // 2 ** block))]
+            elif key == "fc1/__call__" and spec.method == "wler":
+                pre = np.asarray(value[0])[0]
+            else:
+                continue
+            on = pre.reshape(-1, pre.shape[-1]) > 0
+            fired[name] = fired.get(name, np.zeros(on.shape[1], bool)) | on.any(0)
+            always[name] = always.get(name, np.ones(on.shape[1], bool)) & (on.mean(0) >= ALWAYS_ON)
+            pos[name] = pos.get(name, 0) + int(on.sum())
+            count[name] = count.get(name, 0) + on.size
+    return {name: {"channels": int(fired[name].size), "dead": int((~fired[name]).sum()),
+                   "always_on": int(always[name].sum()), "active": pos[name] / count[name]}
+            for name in sorted(fired, key=lambda n: (n.startswith("fc"), n))}
+
+
+def run(workdir: str, feats: list[np.ndarray]) -> dict:
+    """Activity at the run's initialisation and at its best checkpoint."""
+    from wler_jax import train
+    from wler_jax.predict import load_model
+
+    model = load_model(workdir)
+    init_rng, _ = train.run_rngs(model.config.seed)
+    init = jax.device_get(model.spec.init(init_rng))
+    if "input_norm" in model.params:  # measured before the first step, then frozen
+        init["input_norm"] = model.params["input_norm"]
+    results_file = os.path.join(workdir, "results.json")  # absent while the run still trains
+    results = json.load(open(results_file)) if os.path.exists(results_file) else {}
+    return {"workdir": workdir, "input_norm": model.config.model.input_norm,
+            "optimizer": model.config.train.optimizer, "best_epoch": results.get("best_epoch"),
+            "init": activity(model.spec, init, feats),
+            "best": activity(model.spec, model.params, feats)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdirs", nargs="+")
+    parser.add_argument("--csv", required=True, help="folder-dataset CSV (path[,split]) to read")
+    parser.add_argument("--split", default="train", help="rows of this split ('' = all)")
+    parser.add_argument("--num", type=int, default=60, help="recordings to run")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    feats = read_features(args.csv, args.split, args.num)
+    runs = [run(w, feats) for w in args.workdirs]
+    for r in runs:
+        print(f"\n{r['workdir']}: {r['optimizer']}, input_norm {r['input_norm']}, best epoch "
+              f"{r['best_epoch']}; {len(feats)} recordings")
+        print(f"  {'layer':6} {'dead (init -> best)':>20} {'always on':>14} {'active':>14}")
+        for name, v0 in r["init"].items():
+            v1 = r["best"][name]
+            print(f"  {name:6} {v0['dead']:>7} -> {v1['dead']:<3}/{v0['channels']:<4} "
+                  f"{v0['always_on']:>6} -> {v1['always_on']:<5} "
+                  f"{v0['active']:>6.3f} -> {v1['active']:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"csv": os.path.abspath(args.csv), "split": args.split,
+                       "recordings": len(feats), "always_on_threshold": ALWAYS_ON,
+                       "runs": runs}, f, indent=1)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
