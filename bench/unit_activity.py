@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import sys
@@ -53,27 +54,42 @@ def read_features(csv_path: str, split: str, num: int, seed: int = 0) -> list[np
     return feats
 
 
+@functools.lru_cache(maxsize=None)
+def _intermediates_fn(spec):
+    """Jitted (params, features, num_frames) -> the network's captured intermediates."""
+    module = spec.module()
+    return jax.jit(lambda p, x, n: module.apply({"params": p}, x, n, capture_intermediates=True,
+                                                mutable=["intermediates"])[1]["intermediates"])
+
+
 def activity(spec, params, feats: list[np.ndarray]) -> dict:
-    """Per layer: channels, dead, always on, and the positive fraction of pre-activations."""
+    """Per layer: channels, dead, always on, and the positive fraction of pre-activations.
+
+    Each recording runs alone, padded with the log-mel floor to a rung of the bucket ladder (a
+    few compiled shapes); the network masks the padding, and only valid positions are counted.
+    """
     from flax import traverse_util
 
-    module = spec.module()
-    apply = jax.jit(lambda p, x, n: module.apply({"params": p}, x, n, capture_intermediates=True,
-                                                 mutable=["intermediates"])[1])
+    from wler_jax import batch_plan, features, geometry
+
+    ladder = batch_plan.bucket_ladder(max(f.shape[0] for f in feats))
     fired, always, pos, count = {}, {}, {}, {}
     for f in feats:
         num_frames = f.shape[0]
+        rung = next(r for r in ladder if r >= num_frames)
+        x = np.full((1, rung, f.shape[1]), features.FLOOR_DB, np.float32)
+        x[0, :num_frames] = f
         inter = traverse_util.flatten_dict(
-            apply(params, jnp.asarray(f[None]), jnp.asarray([num_frames]))["intermediates"],
-            sep="/")
+            _intermediates_fn(spec)(params, jnp.asarray(x), jnp.asarray([num_frames])), sep="/")
+        valid = geometry.padded_frames(num_frames)  # short recordings: padded to 128 frames
         for key, value in inter.items():
             name = key.split("/")[-2] if "/" in key else ""
             if name[4:].isdigit() and key.startswith("conv_stack/conv"):
-                (x, bias), = value
+                (y, bias), = value
                 block = int(name[4:]) - 1
-                pre = np.asarray(x + bias)[0, :max(1, -(-num_frames // 2 ** block))]
+                pre = np.asarray(y + bias)[0, :max(1, valid >> block)]
             elif key == "fc1/__call__" and spec.method == "wler":
-                pre = np.asarray(value[0])[0]
+                pre = np.asarray(value[0])[0, :geometry.num_segments(num_frames)]
             else:
                 continue
             on = pre.reshape(-1, pre.shape[-1]) > 0

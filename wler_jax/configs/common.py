@@ -129,6 +129,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         # mid-swing (3 seeds: test mAP 0.629 +- 0.027 at 36 epochs vs 0.542 +- 0.089 with a
         # constant rate over 24), and 2e-3 beat 3e-3 on all 5 seeds (WLER 0.675 +- 0.024 vs
         # 0.639 +- 0.029; bench/README.md, "Learning, part 4").
+        # The paper's recipe does learn at this width with one recording per step,
+        # input_norm=per_band and head_bias_init=prior, but needs its 150 epochs for it
+        # (bench/README.md, "Learning, part 6").
         c.model.width = 0.125
         c.model.dropout_rate = 0.0
         c.input.frame_budget = 2 * 1280
