@@ -18,7 +18,6 @@ normalisation statistics, which training measures before the first step, are the
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import os
@@ -38,17 +37,17 @@ N_FFT = 1024
 def read_features(csv_path: str, split: str, num: int, seed: int = 0) -> list[np.ndarray]:
     """Log-mel features [T, 128] of `num` recordings drawn (seeded) from one split of a CSV."""
     from wler_jax import audio, features
+    from wler_jax.datasets import folder
 
-    with open(csv_path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if not split or r.get("split", split) == split]
+    # The folder dataset's own CSV reader (header forms, split names, paths relative to the CSV);
+    # rows without a split (seeded by the dataset) count for every split.
+    rows = [r for r in folder.scan_csv(csv_path) if not split or (r.split or split) == split]
     if not rows:
         raise SystemExit(f"{csv_path}: no rows of split {split!r}")
-    base = os.path.dirname(os.path.abspath(csv_path))
     pick = np.random.default_rng(seed).choice(len(rows), min(num, len(rows)), replace=False)
     feats = []
     for i in sorted(pick):
-        path = rows[i]["path"]
-        wave = audio.load(path if os.path.isabs(path) else os.path.join(base, path))
+        wave = audio.load(rows[i].path)
         f, _ = features.log_mel(jnp.asarray(wave[None]), jnp.asarray([len(wave)]), N_FFT)
         feats.append(np.asarray(f[0]))
     return feats
