@@ -350,3 +350,22 @@ def test_importing_the_library_defines_no_flags():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_written_scores_keep_every_float32_value_and_order(tmp_path):
+    """Scores in the CLI's JSON/CSV read back as the very float32 the model gave, tiny ones too:
+    a fixed 6-decimal rounding tied everything below 5e-7 at 0, which changes AP (it ranks)."""
+    rng = np.random.default_rng(0)
+    clip = np.array([3e-9, 2.9e-9, 0.5, 0.99999994], np.float32)
+    segs = np.concatenate([rng.random((6, 4)), 1e-8 * rng.random((6, 4))]).astype(np.float32)
+    pred = chunked.Prediction(clip=clip, segments=segs, num_samples=5 * SAMPLE_RATE)
+    names = CLASSES[:4]
+    rec = json.loads(json.dumps(reports.prediction_record("x.wav", pred, names)))
+    got = np.float32([rec["scores"][c] for c in names])
+    np.testing.assert_array_equal(got, clip)  # exact, so 3e-9 > 2.9e-9 stays ranked
+    got_segs = np.float32([[s["scores"][c] for c in names] for s in rec["segment_scores"]])
+    np.testing.assert_array_equal(got_segs, segs[:len(got_segs)])
+    out = tmp_path / "p.csv"
+    reports.write_csv(str(out), [rec], [])
+    rows = [r for r in csv.DictReader(open(out)) if r["level"] == "clip"]
+    np.testing.assert_array_equal(np.float32([float(r["score"]) for r in rows]), clip)
