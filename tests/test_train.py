@@ -204,3 +204,19 @@ def test_one_scale_per_step_cycles_the_four_scales():
     assert all_feats.shape[0] == 4 * batch["audio"].shape[0]
     np.testing.assert_array_equal(all_feats[1::4], features.log_mel(
         batch["audio"], batch["num_samples"], 512)[0])
+
+
+def test_workdir_from_before_a_model_field_resumes_under_its_old_behaviour(tmp_path):
+    """A workdir whose run.json predates `model.head_bias_init` resumes with the default
+    ("zeros", what it trained with) and is refused with "prior", which it never had."""
+    from wler_jax import checkpoints, errors, train
+    from wler_jax.configs.common import base_config
+
+    config = base_config("wler", "smoke")
+    old = config.to_dict()
+    del old["model"]["head_bias_init"]
+    checkpoints.write_run_file(str(tmp_path), {"config": old, "class_names": ["a", "b"]})
+    train.check_workdir(str(tmp_path), config, ["a", "b"])  # no error
+    config.model.head_bias_init = "prior"
+    with pytest.raises(errors.IncompatibleWorkdirError, match="head_bias_init"):
+        train.check_workdir(str(tmp_path), config, ["a", "b"])

@@ -28,6 +28,9 @@ COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "
                      "data.classes", "data.validation_fold", "data.test_fold", "seed")
 # model.* fields that may differ on resume: the op implementations compute the same function.
 NOT_COMPARED_MODEL_FIELDS = ("op_impl", "conv1_impl")
+# model.* fields added after workdirs existed, with the value that behaves as before the field:
+# a workdir written without the field resumes under that value (and only under it).
+ADDED_MODEL_FIELDS = {"head_bias_init": "zeros"}
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int, devices=None
@@ -44,7 +47,8 @@ def _compatible_view(config_dict: dict) -> dict:
         for part in field.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         if field == "model" and isinstance(node, dict):  # the ops do not change the function
-            node = {k: v for k, v in node.items() if k not in NOT_COMPARED_MODEL_FIELDS}
+            node = {**ADDED_MODEL_FIELDS,
+                    **{k: v for k, v in node.items() if k not in NOT_COMPARED_MODEL_FIELDS}}
         out[field] = node
     return out
 
