@@ -207,16 +207,18 @@ def test_one_scale_per_step_cycles_the_four_scales():
 
 
 def test_workdir_from_before_a_model_field_resumes_under_its_old_behaviour(tmp_path):
-    """A workdir whose run.json predates `model.head_bias_init` resumes with the default
-    ("zeros", what it trained with) and is refused with "prior", which it never had."""
+    """A workdir whose run.json predates `model.input_norm` and `model.head_bias_init` resumes
+    with their defaults (what it trained with) and is refused with a value it never had."""
     from wler_jax import checkpoints, errors, train
     from wler_jax.configs.common import base_config
 
     config = base_config("wler", "smoke")
     old = config.to_dict()
-    del old["model"]["head_bias_init"]
+    del old["model"]["head_bias_init"], old["model"]["input_norm"]
     checkpoints.write_run_file(str(tmp_path), {"config": old, "class_names": ["a", "b"]})
     train.check_workdir(str(tmp_path), config, ["a", "b"])  # no error
-    config.model.head_bias_init = "prior"
-    with pytest.raises(errors.IncompatibleWorkdirError, match="head_bias_init"):
-        train.check_workdir(str(tmp_path), config, ["a", "b"])
+    for field, value in (("head_bias_init", "prior"), ("input_norm", "per_band")):
+        changed = config.copy_and_resolve_references()
+        changed.model[field] = value
+        with pytest.raises(errors.IncompatibleWorkdirError, match=field):
+            train.check_workdir(str(tmp_path), changed, ["a", "b"])

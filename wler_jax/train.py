@@ -30,7 +30,7 @@ COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "
 NOT_COMPARED_MODEL_FIELDS = ("op_impl", "conv1_impl")
 # model.* fields added after workdirs existed, with the value that behaves as before the field:
 # a workdir written without the field resumes under that value (and only under it).
-ADDED_MODEL_FIELDS = {"head_bias_init": "zeros"}
+ADDED_MODEL_FIELDS = {"input_norm": "none", "head_bias_init": "zeros"}
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int, devices=None
