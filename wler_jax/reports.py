@@ -43,8 +43,8 @@ def score_value(p) -> float:
     """A probability as written: the shortest decimal that reads back as the same float32.
 
     Rounding to a fixed number of decimals (6 until Dec 2026) tied every score below 5e-7 at
-    0.0, and AP ranks those scores: the real benchmark's tagging mAP read from these files
-    differed from the same checkpoint's in-memory mAP by up to 0.015. Shortest float32 digits
+    0.0, and AP ranks those scores: the real benchmark's test clips, scored from these files,
+    gave an mAP up to 0.015 away from the same checkpoint's in-memory mAP. Shortest float32 digits
     keep the order and the value of every score (`float32(json value) == predict_fn's score`).
     """
     return float(str(np.float32(p)))  # numpy prints float32's shortest round-trip digits
