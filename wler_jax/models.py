@@ -314,15 +314,17 @@ class ModelSpec:
         `devices` (default `jax.devices()`): see `resolve_ops`; `model.conv1_impl` ("plain"
         when absent) likewise (`resolve_conv1`).
         """
-        ops = resolve_ops(config.model.get("op_impl", "auto"), devices)
+        from wler_jax.configs.common import model_field
+
+        ops = resolve_ops(model_field(config.model, "op_impl"), devices)
         conv_impl, pool_impl = OPS[ops]
         return cls(method=config.method, num_classes=int(num_classes),
                    width=float(config.model.width), pooling=config.model.pooling,
                    dtype=config.model.dtype, dropout_rate=float(config.model.dropout_rate),
                    slat_hop=int(config.input.slat_eval_hop), conv_impl=conv_impl,
                    pool_impl=pool_impl,
-                   input_norm=config.model.get("input_norm", "none") == "per_band",
-                   conv1_impl=resolve_conv1(config.model.get("conv1_impl", "plain"), devices))
+                   input_norm=model_field(config.model, "input_norm") == "per_band",
+                   conv1_impl=resolve_conv1(model_field(config.model, "conv1_impl"), devices))
 
     @property
     def ops(self) -> dict[str, str]:

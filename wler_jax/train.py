@@ -22,15 +22,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wler_jax import (checkpoints, compile_cache, data, distributed, errors, evaluate, geometry,
                       inference, input_pipeline, input_stats, models, steps, transfer)
+from wler_jax.configs.common import MODEL_FIELDS_BEFORE_ADDED, model_field
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
                      "data.classes", "data.validation_fold", "data.test_fold", "seed")
 # model.* fields that may differ on resume: the op implementations compute the same function.
 NOT_COMPARED_MODEL_FIELDS = ("op_impl", "conv1_impl")
-# model.* fields added after workdirs existed, with the value that behaves as before the field:
-# a workdir written without the field resumes under that value (and only under it).
-ADDED_MODEL_FIELDS = {"input_norm": "none", "head_bias_init": "zeros"}
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int, devices=None
@@ -47,8 +45,9 @@ def _compatible_view(config_dict: dict) -> dict:
         for part in field.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         if field == "model" and isinstance(node, dict):  # the ops do not change the function
-            node = {**ADDED_MODEL_FIELDS,
-                    **{k: v for k, v in node.items() if k not in NOT_COMPARED_MODEL_FIELDS}}
+            # a workdir written before a field existed resumes under its old value, and only it
+            node = {k: v for k, v in {**MODEL_FIELDS_BEFORE_ADDED, **node}.items()
+                    if k not in NOT_COMPARED_MODEL_FIELDS}
         out[field] = node
     return out
 
@@ -211,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         params = {**state.params, "input_norm": {"mean": jnp.asarray(stats["mean"]),
                                                  "std": jnp.asarray(stats["std"])}}
         state = state.replace(params=jax.device_put(params, replicated))
-    if restored is None and config.model.get("head_bias_init", "zeros") == "prior":
+    if restored is None and model_field(config.model, "head_bias_init") == "prior":
         prior = input_stats.prior_logits(
             data.multi_hot_labels(data.read_split_table(sources["train"]), num_classes))
         logging.info("output bias from the training split's class frequencies: logit %.2f .. %.2f",

@@ -40,6 +40,7 @@ import numpy as np
 from absl import logging
 
 from wler_jax import errors
+from wler_jax.configs.common import model_field
 
 TRANSFER_FILE = "transfer.json"  # in the fine-tuned run's workdir: what init_from loaded
 CLASS_HEAD = ("fc2", "attention", "alpha")  # top-level params whose last axis is the classes
@@ -87,11 +88,12 @@ def check_source(init_from: str, config, *, workdir: str | None = None) -> dict:
             f"{flag}: the source has model.width={src_model.get('width')}, this run "
             f"{config.model.width}; its parameters have other shapes: set "
             f"--config.model.width={src_model.get('width')}")
-    src_norm = src_model.get("input_norm", "none")
-    if src_norm != config.model.get("input_norm", "none"):
+    src_norm = model_field(src_model, "input_norm")
+    own_norm = model_field(config.model, "input_norm")
+    if src_norm != own_norm:
         raise errors.IncompatibleWorkdirError(
             f"{flag}: the source was trained with model.input_norm={src_norm!r}, this run has "
-            f"{config.model.get('input_norm', 'none')!r}; its conv stack expects its inputs: "
+            f"{own_norm!r}; its conv stack expects its inputs: "
             f"set --config.model.input_norm={src_norm}")
     return run
 

@@ -151,6 +151,19 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     return c
 
 
+# model.* fields added after workdirs existed, with the value that behaves as before the field.
+# A run.json written before a field existed reads as this value (`model_field`): for scoring,
+# resuming and fine-tuning alike.
+MODEL_FIELDS_BEFORE_ADDED = {"op_impl": "auto", "conv1_impl": "plain", "input_norm": "none",
+                             "head_bias_init": "zeros"}
+
+
+def model_field(model, name: str):
+    """`model[name]` of a config's model section (ConfigDict or run.json dict), or the value it
+    had before the field existed."""
+    return model.get(name, MODEL_FIELDS_BEFORE_ADDED[name])
+
+
 def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
     """`"train.epochs=3"` -> config.train.epochs = 3, cast to the field's type (bench scripts'
     `--override`; the CLIs get the same from ml_collections' `--config.a.b=v`)."""
