@@ -225,8 +225,17 @@ def scan_corpus(root: str) -> tuple[list[Clip], dict]:
     return clips, facts
 
 
-def split_sources(clips: list[Clip], seed: int, fraction: float = 0.15) -> dict[str, str]:
-    """{source: split}: per class, whole sources in a seeded order: test, validation, train."""
+def split_sources(clips: list[Clip], seed: int, fraction: float = 0.15, *, folds: int = 0,
+                  fold: int = 0) -> dict[str, str]:
+    """{source: split}: per class, whole sources in a seeded order: test, validation, train.
+
+    With `folds` (k-fold cross-validation), the seeded order is cut into `folds` near-equal
+    chunks: chunk `fold` is the test split (so over the folds every source is tested exactly
+    once), the `fraction` of the class's sources that follow it (cyclically) validation, the
+    rest train.
+    """
+    if folds and not 0 <= fold < folds:
+        raise ValueError(f"fold {fold} is not in 0..{folds - 1}")
     out = {}
     for c in CLASSES:
         sources = sorted({k.source for k in clips if k.label == c})
@@ -234,6 +243,17 @@ def split_sources(clips: list[Clip], seed: int, fraction: float = 0.15) -> dict[
             continue
         n = max(1, int(round(fraction * len(sources)))) if len(sources) >= 3 else 0
         order = np.random.default_rng([seed, CLASSES.index(c)]).permutation(len(sources))
+        if folds:
+            chunks = np.array_split(np.arange(len(sources)), folds)
+            if len(sources) - len(chunks[fold]) - n < 1:
+                raise ValueError(f"class {c}: {len(sources)} sources, too few for {folds} folds "
+                                 "with a validation and a train split")
+            test = set(chunks[fold].tolist())
+            after = [(chunks[fold][-1] + 1 + j) % len(sources) for j in range(n)]
+            rank_split = {r: "test" for r in test} | {r: "validation" for r in after}
+            for rank, i in enumerate(order):
+                out[sources[i]] = rank_split.get(rank, "train")
+            continue
         for rank, i in enumerate(order):
             out[sources[i]] = "test" if rank < n else "validation" if rank < 2 * n else "train"
     return out
@@ -409,7 +429,8 @@ def ensure_validation_mixtures(root: str, out: str, manifest: dict) -> dict:
     params = manifest["params"]
     clips, _ = scan_corpus(root)
     manifest["val_mixtures"] = make_validation_mixtures(
-        clips, split_sources(clips, params["split_seed"]), out, params)
+        clips, split_sources(clips, params["split_seed"], folds=params.get("folds", 0),
+                             fold=params.get("fold", 0)), out, params)
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest
@@ -417,25 +438,28 @@ def ensure_validation_mixtures(root: str, out: str, manifest: dict) -> dict:
 
 def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
           num_mixtures: int = 48, negative_fraction: float = NEGATIVE_FRACTION,
-          context_seconds: tuple[float, float] = CONTEXT_SECONDS, rebuild: bool = False) -> dict:
-    """Builds (or reuses) clips.csv, the mixtures and their tables; returns the manifest."""
+          context_seconds: tuple[float, float] = CONTEXT_SECONDS, rebuild: bool = False,
+          folds: int = 0, fold: int = 0) -> dict:
+    """Builds (or reuses) clips.csv, the mixtures and their tables; returns the manifest.
+    `folds`/`fold`: fold `fold` of a k-fold split of the sources (`split_sources`)."""
     root = find_root(os.path.abspath(source))
     params = {"version": BUILD_VERSION, "source": os.path.abspath(source),
               "split_seed": split_seed, "mix_seed": mix_seed, "num_mixtures": num_mixtures,
-              "negative_fraction": negative_fraction, "context_seconds": list(context_seconds)}
+              "negative_fraction": negative_fraction, "context_seconds": list(context_seconds),
+              "folds": folds, "fold": fold}
     manifest_path = os.path.join(out, "manifest.json")
     if not rebuild and os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
         # builds from before these were parameters used the defaults
         if {"negative_fraction": NEGATIVE_FRACTION, "context_seconds": list(CONTEXT_SECONDS),
-                **manifest.get("params", {})} == params:
+                "folds": 0, "fold": 0, **manifest.get("params", {})} == params:
             print(f"reusing the build in {out}", flush=True)
             return ensure_validation_mixtures(root, out, manifest)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
     clips, facts = scan_corpus(root)
-    splits = split_sources(clips, split_seed)
+    splits = split_sources(clips, split_seed, folds=folds, fold=fold)
     counts = write_clips_csv(os.path.join(out, "clips.csv"), clips, splits)
     extra = make_context_recordings(clips, splits, os.path.join(out, "context"), mix_seed,
                                     negative_fraction, context_seconds)
@@ -558,10 +582,19 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
         predict_s += time.time() - t1
         long[tag] = evaluate_long(pred_json, out, config.eval.threshold, name)
     long_val, long = long["long_val"], long["long"]
+    # the clip test split through the CLI too: its scores are what a k-fold sweep pools
+    clip_json = os.path.join(workdir, "clip_test_predictions.json")
+    t1 = time.time()
+    subprocess.run([sys.executable, "-m", "wler_jax.predict", f"--workdir={workdir}",
+                    f"--output={clip_json}", "--noprogress",
+                    *[c["path"] for c in test_clips(out, args.train_set)]], check=True, env=env)
+    predict_s += time.time() - t1
+    clip_cli = clip_test_scores(clip_json, out, args.train_set)
     run = {"method": method, "seed": seed, "size": args.size, "train_set": args.train_set,
-           "overrides": args.override,
+           "overrides": args.override, "fold": getattr(args, "fold_of_seed", {}).get(seed),
            "best_epoch": results["best_epoch"], "epochs": int(config.train.epochs),
            "validation_mAP": results["validation"]["mAP"], "test_mAP": results["test"]["mAP"],
+           "test_mAP_cli": clip_cli["mAP"], "build_dir": out,
            "validation_curve": [[h["epoch"], h["mAP"]] for h in results.get("history", [])],
            "long_val_tagging_mAP": long_val["mAP"],
            "long_tagging_mAP": long["mAP"], "long_AP": long["AP"],
@@ -574,6 +607,79 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
           f"{long['localisation']['segment_f1']:.3f}, PSDS1 {long['localisation']['psds1']:.3f}"
           f" ({run['seconds']:.0f} s)", flush=True)
     return run
+
+
+def test_clips(out: str, train_set: str) -> list[dict]:
+    """The clip test split of a build: [{"path", "label", "source"}] in CSV order."""
+    with open(os.path.join(out, f"{train_set}.csv")) as f:
+        return [{"path": r["path"], "label": r["labels"], "source": r["source"]}
+                for r in csv.DictReader(f) if r["split"] == "test"]
+
+
+def clip_test_scores(pred_json: str, out: str, train_set: str) -> dict:
+    """The predict CLI's scores of the clip test split, aligned with `test_clips`:
+    {"paths", "labels" [N, C], "scores" [N, C], "sources", "mAP"}."""
+    from wler_jax import evaluate
+
+    with open(pred_json) as f:
+        pred = json.load(f)
+    if pred["failed"]:
+        raise RuntimeError(f"predict failed on {pred['failed']}")
+    names = list(pred["class_names"])
+    by_path = {os.path.abspath(r["file"]): r["scores"] for r in pred["results"]}
+    clips = test_clips(out, train_set)
+    missing = [c["path"] for c in clips if os.path.abspath(c["path"]) not in by_path]
+    if missing:
+        raise RuntimeError(f"{pred_json}: no scores for {len(missing)} test clips, e.g. "
+                           f"{missing[0]}")
+    labels = np.zeros((len(clips), len(names)), np.float32)
+    for i, c in enumerate(clips):
+        labels[i, names.index(c["label"])] = 1.0
+    scores = np.array([[by_path[os.path.abspath(c["path"])][n] for n in names] for c in clips],
+                      np.float64)
+    return {"paths": [c["path"] for c in clips], "labels": labels, "scores": scores,
+            "sources": [c["source"] for c in clips], "class_names": names,
+            "mAP": evaluate.average_precision(labels, scores, names)["mAP"]}
+
+
+def pooled_clip_test(runs: list[dict], folds: int) -> list[dict]:
+    """k-fold sweeps: for every complete cross-validation round (seeds r*folds ..
+    r*folds+folds-1, seed s on fold s % folds, both methods), each method's out-of-fold clip
+    scores pooled over the folds (every source of the corpus tested once) -> mAP, and the
+    paired WLER - SLAT difference with a bootstrap interval that resamples whole sources."""
+    from wler_jax import evaluate
+
+    get = {(r["method"], r["seed"]): r for r in runs}
+    rounds = []
+    for r0 in sorted({r["seed"] // folds * folds for r in runs}):
+        seeds = list(range(r0, r0 + folds))
+        if not all((m, s) in get for m in ("slat", "wler") for s in seeds):
+            continue
+        pooled = {}
+        for m in ("slat", "wler"):
+            parts = [clip_test_scores(os.path.join(get[m, s]["workdir"],
+                                                   "clip_test_predictions.json"),
+                                      get[m, s]["build_dir"], get[m, s]["train_set"])
+                     for s in seeds]
+            pooled[m] = {k: np.concatenate([p[k] for p in parts]) for k in
+                         ("labels", "scores", "sources")}
+            pooled[m]["paths"] = sum((p["paths"] for p in parts), [])
+            names = parts[0]["class_names"]
+        if pooled["slat"]["paths"] != pooled["wler"]["paths"]:
+            raise RuntimeError(f"seeds {seeds}: the methods' test clips differ")
+        labels, sources = pooled["wler"]["labels"], pooled["wler"]["sources"]
+        maps = {m: evaluate.average_precision(labels, pooled[m]["scores"], names)
+                for m in ("slat", "wler")}
+        ci = evaluate.paired_bootstrap_map_ci(labels, pooled["wler"]["scores"],
+                                              pooled["slat"]["scores"], groups=sources)
+        rounds.append({"seeds": seeds, "num_clips": int(len(labels)),
+                       "num_sources": int(len(set(sources.tolist()))),
+                       "slat_mAP": maps["slat"]["mAP"], "wler_mAP": maps["wler"]["mAP"],
+                       "slat_ci95": ci["b"], "wler_ci95": ci["a"],
+                       "wler_minus_slat": maps["wler"]["mAP"] - maps["slat"]["mAP"],
+                       "wler_minus_slat_ci95": ci["diff"],
+                       "slat_AP": maps["slat"]["AP"], "wler_AP": maps["wler"]["AP"]})
+    return rounds
 
 
 METRICS = {"validation_mAP": lambda r: r["validation_mAP"], "test_mAP": lambda r: r["test_mAP"],
@@ -625,7 +731,7 @@ def merge(paths: list[str], out: str) -> dict:
     for path in paths:
         with open(path) as f:
             sweep = json.load(f)
-        key = {k: sweep.get(k) for k in ("size", "train_set", "overrides")}
+        key = {k: sweep.get(k) for k in ("size", "train_set", "overrides", "folds")}
         key["build"] = sweep["build"]["params"]
         if meta is not None and key != meta:
             raise SystemExit(f"error: {path}: build, size, train set or overrides differ from "
@@ -641,9 +747,14 @@ def merge(paths: list[str], out: str) -> dict:
               "runs": sorted(runs.values(), key=lambda r: (r["seed"], r["method"])),
               "merged_from": [os.path.basename(p) for p in paths]}
     result["summary"] = summarize(result["runs"])
+    if base.get("folds"):
+        result["folds"] = base["folds"]
+        result["pooled_clip_test"] = pooled_clip_test(result["runs"], base["folds"])
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print_table(result["summary"])
+    if base.get("folds"):
+        print_pooled(result["pooled_clip_test"])
     print(f"wrote {out}")
     return result
 
@@ -664,12 +775,26 @@ def print_table(summary: dict) -> None:
         print(f"{title:22s} {cells[0]:>16s} {cells[1]:>16s} {diff:>36s}")
 
 
+def print_pooled(rounds: list[dict]) -> None:
+    """One line per complete cross-validation round: pooled out-of-fold clip test mAP."""
+    for r in rounds:
+        lo, hi = r["wler_minus_slat_ci95"]
+        print(f"pooled clip test, seeds {r['seeds'][0]}-{r['seeds'][-1]} ({r['num_clips']} clips, "
+              f"{r['num_sources']} sources): SLAT {r['slat_mAP']:.3f}, WLER {r['wler_mAP']:.3f}, "
+              f"WLER - SLAT {r['wler_minus_slat']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", help="local copy of Stevens05/SASED (required unless --merge)")
     parser.add_argument("--out",
                         help="build and run folder (outside the repo; required unless --merge)")
     parser.add_argument("--split_seed", type=int, default=0, help="clip split (fixes the test)")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="k-fold cross-validation over sources (0: the one fixed split): "
+                             "seed s trains on fold s %% folds, each fold built under "
+                             "<out>/folds<k>/fold<i>, and every complete round of folds pools "
+                             "its out-of-fold clip test scores (every source tested once)")
     parser.add_argument("--mix_seed", type=int, default=0, help="long mixtures")
     parser.add_argument("--num_mixtures", type=int, default=48)
     parser.add_argument("--negative_fraction", type=float, default=NEGATIVE_FRACTION,
@@ -708,36 +833,61 @@ def main() -> None:
         parser.error("--source and --out are required (unless --merge)")
 
     args.override = run_overrides(args.size, args.epochs, args.override)
-    manifest = build(args.source, args.out, split_seed=args.split_seed, mix_seed=args.mix_seed,
-                     num_mixtures=args.num_mixtures,
-                     negative_fraction=args.negative_fraction,
-                     context_seconds=tuple(float(x) for x in args.context_seconds.split(",")),
-                     rebuild=args.rebuild)
+    if args.folds == 1 or args.folds < 0:
+        parser.error("--folds must be 0 (one fixed split) or at least 2")
+    context_seconds = tuple(float(x) for x in args.context_seconds.split(","))
+    builds: dict[int, tuple[str, dict]] = {}
+
+    def build_for(fold: int) -> tuple[str, dict]:
+        """(folder, manifest) of the build a seed trains on: `--out`, or its fold's folder."""
+        if fold not in builds:
+            out = (os.path.join(args.out, f"folds{args.folds}", f"fold{fold}") if args.folds
+                   else args.out)
+            builds[fold] = out, build(
+                args.source, out, split_seed=args.split_seed, mix_seed=args.mix_seed,
+                num_mixtures=args.num_mixtures, negative_fraction=args.negative_fraction,
+                context_seconds=context_seconds, rebuild=args.rebuild, folds=args.folds,
+                fold=fold)
+        return builds[fold]
+
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    args.fold_of_seed = {s: s % args.folds for s in seeds} if args.folds else {}
     if not args.train:
-        print(json.dumps({k: manifest[k] for k in ("clip_counts", "sources_per_split",
-                                                   "source_matching", "mixtures",
-                                                   "val_mixtures")}, indent=1))
+        for fold in sorted(set(args.fold_of_seed.values())) or [0]:
+            print(json.dumps({k: build_for(fold)[1][k] for k in (
+                "clip_counts", "sources_per_split", "source_matching", "mixtures",
+                "val_mixtures")}, indent=1))
         return
     from absl import logging
 
     logging.set_verbosity(logging.INFO if args.verbose else logging.WARNING)
-    path = args.json or os.path.join(REPO, "bench", "results", f"real_mixtures_{args.size}.json")
+    suffix = f"_{args.folds}fold" if args.folds else ""
+    path = args.json or os.path.join(REPO, "bench", "results",
+                                     f"real_mixtures_{args.size}{suffix}.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     runs, t0 = [], time.time()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed in seeds:
+        out, manifest = build_for(args.fold_of_seed.get(seed, 0))
         for method in args.methods.split(","):
-            runs.append(train_one(method, seed, args, args.out))
+            runs.append(train_one(method, seed, args, out))
             summary = summarize(runs)  # written after every run: a stopped sweep keeps its runs
+            build_meta = {k: manifest[k] for k in (
+                "params", "clip_counts", "sources_per_split", "source_matching", "mixtures",
+                "val_mixtures")}
+            if args.folds:  # the fold differs between runs; the run records say which
+                build_meta["params"] = {**build_meta["params"], "fold": None}
+            result = {"corpus": "DCASE 2016 task 2 (Stevens05/SASED)", "size": args.size,
+                      "train_set": args.train_set, "seeds": args.seeds,
+                      "overrides": args.override, "folds": args.folds, "build": build_meta,
+                      "total_seconds": round(time.time() - t0, 1),
+                      "runs": runs, "summary": summary}
+            if args.folds:
+                result["pooled_clip_test"] = pooled_clip_test(runs, args.folds)
             with open(path, "w") as f:
-                json.dump({"corpus": "DCASE 2016 task 2 (Stevens05/SASED)", "size": args.size,
-                           "train_set": args.train_set,
-                           "seeds": args.seeds, "overrides": args.override,
-                           "build": {k: manifest[k] for k in (
-                               "params", "clip_counts", "sources_per_split", "source_matching",
-                               "mixtures", "val_mixtures")},
-                           "total_seconds": round(time.time() - t0, 1),
-                           "runs": runs, "summary": summary}, f, indent=1)
+                json.dump(result, f, indent=1)
     print_table(summary)
+    if args.folds:
+        print_pooled(result["pooled_clip_test"])
     print(f"wrote {path}")
 
 

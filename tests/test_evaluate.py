@@ -130,3 +130,29 @@ def test_bootstrap_map_ci_brackets_map_and_shrinks_with_more_recordings():
     assert lo_l < m_l < hi_l
     assert (hi_l - lo_l) < 0.5 * (hi_s - lo_s)  # ~1/sqrt(20) in theory
     assert evaluate.bootstrap_map_ci(*small, num_resamples=300) == [lo_s, hi_s]  # seeded
+
+
+def test_paired_bootstrap_keeps_pairs_and_resamples_whole_groups():
+    rng = np.random.default_rng(1)
+    labels = (rng.random((80, 4)) < 0.3).astype(int)
+    a = labels + rng.normal(0, 0.5, labels.shape)
+    b = labels + rng.normal(0, 1.5, labels.shape)
+    got = evaluate.paired_bootstrap_map_ci(labels, a, b, num_resamples=200, seed=5)
+    # each system's interval is the one-system bootstrap's (same seed, same resamples)
+    assert got["a"] == evaluate.bootstrap_map_ci(labels, a, num_resamples=200, seed=5)
+    assert got["b"] == evaluate.bootstrap_map_ci(labels, b, num_resamples=200, seed=5)
+    assert got["diff"][0] > 0  # a is far better on every resample of this data
+    same = evaluate.paired_bootstrap_map_ci(labels, a, a, num_resamples=50)
+    assert same["diff"] == [0.0, 0.0]  # paired: a system minus itself is 0 on every resample
+    # Every recording 5 times, grouped: a resample draws whole groups, and AP of 5 copies of each
+    # item equals AP of the items, so the interval equals the de-duplicated data's. Resampling
+    # the 400 copies one by one would give a much narrower one.
+    rep = lambda x: np.repeat(x, 5, axis=0)  # noqa: E731
+    grouped = evaluate.paired_bootstrap_map_ci(rep(labels), rep(a), rep(b), num_resamples=200,
+                                               seed=5, groups=np.repeat(np.arange(80), 5))
+    assert np.allclose(grouped["diff"], got["diff"], atol=1e-12)
+    loose = evaluate.paired_bootstrap_map_ci(rep(labels), rep(a), rep(b), num_resamples=200,
+                                             seed=5)
+    assert loose["diff"][1] - loose["diff"][0] < 0.7 * (got["diff"][1] - got["diff"][0])
+    with pytest.raises(ValueError, match="groups"):
+        evaluate.paired_bootstrap_map_ci(labels, a, b, groups=np.zeros(3))

@@ -13,6 +13,7 @@ import shutil
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -262,3 +263,55 @@ def test_cpu_runs_train_the_benchmark_epochs_unless_overridden():
     # the epochs name the folder: a 36-epoch workdir is never resumed as a 72-epoch run
     assert rm.variant_slug(rm.run_overrides("cpu", None, [])) != rm.variant_slug(
         rm.run_overrides("cpu", 36, []))
+
+
+def test_k_fold_splits_test_every_source_once_grouped_and_disjoint(tmp_path):
+    _fake_sased(str(tmp_path / "sased"))
+    clips, _ = rm.scan_corpus(rm.find_root(str(tmp_path / "sased")))
+    folds = [rm.split_sources(clips, seed=3, folds=2, fold=k) for k in range(2)]
+    assert folds[0] == rm.split_sources(list(reversed(clips)), seed=3, folds=2, fold=0)
+    tested = {}
+    for k, splits in enumerate(folds):
+        for c in CLASSES:  # 5 sources per class: 3 or 2 test, 1 validation, the rest train
+            got = sorted(splits[s] for s in {x.source for x in clips if x.label == c})
+            assert got.count("validation") == 1 and got.count("test") == (3, 2)[k]
+        for source, split in splits.items():
+            if split == "test":
+                tested.setdefault(source, []).append(k)
+    assert sorted(tested) == sorted({x.source for x in clips})  # every source tested ...
+    assert all(len(v) == 1 for v in tested.values())  # ... in exactly one fold
+    assert folds[0] != rm.split_sources(clips, seed=4, folds=2, fold=0)  # seeded
+    for bad in (dict(folds=2, fold=2), dict(folds=2, fold=0, fraction=0.5)):
+        with pytest.raises(ValueError):
+            rm.split_sources(clips, seed=0, **bad)
+
+
+def test_pooled_clip_test_joins_out_of_fold_scores_of_a_complete_round(tmp_path):
+    """Every fold's test clips scored by that fold's run: pooled, they are the whole corpus;
+    a perfect WLER against a random SLAT wins with an interval above 0; an incomplete round
+    is left out."""
+    _fake_sased(str(tmp_path / "sased"))
+    names = list(rm.CLASSES)
+    runs, rng = [], np.random.default_rng(0)
+    for fold in range(2):
+        out = str(tmp_path / f"fold{fold}")
+        rm.build(str(tmp_path / "sased"), out, num_mixtures=1, folds=2, fold=fold)
+        clips = rm.test_clips(out, "weak")
+        for method in ("slat", "wler"):
+            workdir = str(tmp_path / f"{method}{fold}")
+            os.makedirs(workdir)
+            results = []
+            for c in clips:
+                s = ({n: float(n == c["label"]) for n in names} if method == "wler"
+                     else {n: float(rng.random()) for n in names})
+                results.append({"file": c["path"], "scores": s})
+            with open(os.path.join(workdir, "clip_test_predictions.json"), "w") as f:
+                json.dump({"class_names": names, "results": results, "failed": []}, f)
+            runs.append({"method": method, "seed": fold, "workdir": workdir, "build_dir": out,
+                         "train_set": "weak"})
+    (r,) = rm.pooled_clip_test(runs, folds=2)
+    clips, _ = rm.scan_corpus(rm.find_root(str(tmp_path / "sased")))
+    assert r["seeds"] == [0, 1] and r["num_clips"] == len(clips) and r["num_sources"] == 20
+    assert r["wler_mAP"] == 1.0 and r["slat_mAP"] < 0.8
+    assert r["wler_minus_slat_ci95"][0] > 0
+    assert rm.pooled_clip_test(runs[:3], folds=2) == []  # SLAT alone on fold 1: no round

@@ -117,6 +117,48 @@ def bootstrap_map_ci(labels, scores, *, num_resamples: int = 1000, seed: int = 0
     return [float(lo), float(hi)]
 
 
+def paired_bootstrap_map_ci(labels, scores_a, scores_b, *, groups=None,
+                            num_resamples: int = 1000, seed: int = 0,
+                            level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of two systems' mAP on the same recordings and of their
+    difference (a - b), from the same resamples, so the pairing is kept.
+
+    With `groups` ([N] ids, e.g. the source recording a clip was cut from), whole groups are
+    resampled: clips of one source are not independent, and resampling them one by one would
+    make the interval too narrow.
+
+    Returns {"a": [lo, hi], "b": [lo, hi], "diff": [lo, hi]}.
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    scores = [np.asarray(x, dtype=np.float64) for x in (scores_a, scores_b)]
+    n = len(labels)
+    if groups is None:
+        members = [np.array([i]) for i in range(n)]
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"groups has shape {groups.shape}, expected ({n},)")
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(seed)
+    values = {"a": [], "b": [], "diff": []}
+    for _ in range(num_resamples):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        y = labels[idx]
+        pos = y.sum(0)
+        keep = [c for c in range(y.shape[1]) if 0 < pos[c] < len(idx)]
+        if not keep:
+            continue
+        m = [np.mean([_ap_sorted(y[:, c], s[idx, c]) for c in keep]) for s in scores]
+        values["a"].append(m[0])
+        values["b"].append(m[1])
+        values["diff"].append(m[0] - m[1])
+    tail = 100 * (1 - level) / 2
+    if not values["diff"]:
+        return {k: [float("nan"), float("nan")] for k in values}
+    return {k: [float(x) for x in np.percentile(v, [tail, 100 - tail])]
+            for k, v in values.items()}
+
+
 def display_name(name: str) -> str:
     """Human-readable event name: "air_conditioner" -> "Air Conditioner"; others unchanged."""
     name = str(name)
