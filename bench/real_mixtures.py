@@ -5,6 +5,7 @@
       [--epochs=72] [--override=model.width=0.25 ...] [--json=bench/results/real_mixtures_cpu.json]
   python bench/real_mixtures.py ... --train --first_seed=3 --seeds=2 --json=b.json  # more seeds
   python bench/real_mixtures.py --merge a.json b.json --json=ab.json  # one summary, no training
+  python bench/real_mixtures.py ... --train --folds=5 --seeds=5  # 5-fold cross-validation
 
 `--source` is a local copy of the public GitHub repository `Stevens05/SASED` (the DCASE 2016
 task 2 "sound event detection in synthetic audio" development material: 11 office classes, 20
@@ -58,6 +59,16 @@ t-interval per method, and the paired WLER - SLAT difference) and prints a table
 Workdirs are `<out>/runs/<train_set>/<size><+override...>/<method>_seed<k>` (the overrides,
 `--epochs` first, name the folder); they are retrained from scratch unless `--resume` (a
 finished run is then only evaluated again). `--merge` joins sweep JSONs into one summary.
+
+Cross-validation (`--folds=K`): the fixed split tests 3 sources per class, so one odd source
+weighs on every seed. With `--folds=K` each class's sources (in the `--split_seed` order) are cut
+into K chunks; seed s tests on chunk s % K, validates on the 15 % of sources after it and trains
+on the rest, from its own build under `<out>/folds<K>/fold<s % K>` (its long mixtures are made
+from that fold's test and validation sources). Every run also scores its clip test split
+through the predict CLI, and every complete round of K seeds pools those out-of-fold scores:
+every source of the corpus tested exactly once, one mAP per method, and the paired
+WLER - SLAT difference with a bootstrap interval over whole sources (`pooled_clip_test` in the
+JSON).
 """
 from __future__ import annotations
 
