@@ -602,7 +602,7 @@ def train_one(method: str, seed: int, args, out: str) -> dict:
     predict_s += time.time() - t1
     clip_cli = clip_test_scores(clip_json, out, args.train_set)
     run = {"method": method, "seed": seed, "size": args.size, "train_set": args.train_set,
-           "overrides": args.override, "fold": getattr(args, "fold_of_seed", {}).get(seed),
+           "overrides": args.override, "fold": args.fold_of_seed.get(seed),
            "best_epoch": results["best_epoch"], "epochs": int(config.train.epochs),
            "validation_mAP": results["validation"]["mAP"], "test_mAP": results["test"]["mAP"],
            "test_mAP_cli": clip_cli["mAP"], "build_dir": out,

@@ -84,6 +84,46 @@ def _ap_sorted(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def _resampled_maps(labels, scores: Sequence, *, groups=None, num_resamples: int,
+                    seed: int) -> np.ndarray:
+    """[R, len(scores)] mAP of each system on the same bootstrap resamples (R <= num_resamples:
+    a resample with no class that has both a positive and a negative is dropped).
+
+    A resample draws len(units) units with replacement, a unit being one recording or, with
+    `groups` ([N] ids), all recordings of one group; each mAP averages the classes that have a
+    positive and a negative in the resample (as `average_precision` does).
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    scores = [np.asarray(x, dtype=np.float64) for x in scores]
+    n = len(labels)
+    if groups is None:
+        units = [np.array([i]) for i in range(n)]
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"groups has shape {groups.shape}, expected ({n},)")
+        units = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(num_resamples):
+        idx = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+        y = labels[idx]
+        pos = y.sum(0)
+        keep = [c for c in range(y.shape[1]) if 0 < pos[c] < len(idx)]
+        if keep:
+            maps.append([np.mean([_ap_sorted(y[:, c], s[idx, c]) for c in keep])
+                         for s in scores])
+    return np.asarray(maps, dtype=np.float64).reshape(-1, len(scores))
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> list[float]:
+    if not len(values):
+        return [float("nan"), float("nan")]
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
 def bootstrap_map_ci(labels, scores, *, num_resamples: int = 1000, seed: int = 0,
                      level: float = 0.95) -> list[float]:
     """Percentile bootstrap interval of mAP over recordings: [lo, hi].
@@ -98,23 +138,8 @@ def bootstrap_map_ci(labels, scores, *, num_resamples: int = 1000, seed: int = 0
       num_resamples: bootstrap resamples; seed: their RNG seed (the interval is deterministic).
       level: coverage of the interval.
     """
-    labels = np.asarray(labels).astype(np.int64)
-    scores = np.asarray(scores, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    maps = []
-    for _ in range(num_resamples):
-        idx = rng.integers(0, n, n)
-        y, s = labels[idx], scores[idx]
-        pos = y.sum(0)
-        aps = [_ap_sorted(y[:, c], s[:, c]) for c in range(y.shape[1]) if 0 < pos[c] < n]
-        if aps:
-            maps.append(np.mean(aps))
-    if not maps:
-        return [float("nan"), float("nan")]
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(maps, [tail, 100 - tail])
-    return [float(lo), float(hi)]
+    maps = _resampled_maps(labels, [scores], num_resamples=num_resamples, seed=seed)
+    return _percentile_interval(maps[:, 0], level)
 
 
 def paired_bootstrap_map_ci(labels, scores_a, scores_b, *, groups=None,
@@ -129,34 +154,11 @@ def paired_bootstrap_map_ci(labels, scores_a, scores_b, *, groups=None,
 
     Returns {"a": [lo, hi], "b": [lo, hi], "diff": [lo, hi]}.
     """
-    labels = np.asarray(labels).astype(np.int64)
-    scores = [np.asarray(x, dtype=np.float64) for x in (scores_a, scores_b)]
-    n = len(labels)
-    if groups is None:
-        members = [np.array([i]) for i in range(n)]
-    else:
-        groups = np.asarray(groups)
-        if groups.shape != (n,):
-            raise ValueError(f"groups has shape {groups.shape}, expected ({n},)")
-        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    rng = np.random.default_rng(seed)
-    values = {"a": [], "b": [], "diff": []}
-    for _ in range(num_resamples):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        y = labels[idx]
-        pos = y.sum(0)
-        keep = [c for c in range(y.shape[1]) if 0 < pos[c] < len(idx)]
-        if not keep:
-            continue
-        m = [np.mean([_ap_sorted(y[:, c], s[idx, c]) for c in keep]) for s in scores]
-        values["a"].append(m[0])
-        values["b"].append(m[1])
-        values["diff"].append(m[0] - m[1])
-    tail = 100 * (1 - level) / 2
-    if not values["diff"]:
-        return {k: [float("nan"), float("nan")] for k in values}
-    return {k: [float(x) for x in np.percentile(v, [tail, 100 - tail])]
-            for k, v in values.items()}
+    maps = _resampled_maps(labels, [scores_a, scores_b], groups=groups,
+                           num_resamples=num_resamples, seed=seed)
+    return {"a": _percentile_interval(maps[:, 0], level),
+            "b": _percentile_interval(maps[:, 1], level),
+            "diff": _percentile_interval(maps[:, 0] - maps[:, 1], level)}
 
 
 def display_name(name: str) -> str:
