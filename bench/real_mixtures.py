@@ -31,7 +31,10 @@ Build (always; reused when `--out` already holds the same build):
     event-to-background ratio in [-6, +6] dB, and 15 % as many background-only recordings with
     no label (`--negative_fraction`). Their backgrounds are other draws of the generator the
     long test recordings use (below); no test audio is in them, and the clip test split is the
-    same as clips.csv's.
+    same as clips.csv's. With `--train_mixtures=F`, also round(F x the split's isolated events)
+    long recordings per train/validation split (`weak_mixtures/`), made exactly as the long
+    test mixtures below but from that split's own events, labelled with the union of their
+    classes: the paper's setting, a label for events somewhere in a long recording.
   * `mixtures/mix_NNN.wav`: `--num_mixtures` weakly labelled recordings of 10-60 s (seeded,
     `--mix_seed`), each mixing 1-4 isolated events drawn from the *test* sources only (no
     training or validation audio in them) into a background at an event-to-background ratio
@@ -104,6 +107,10 @@ EVENTS_PER_MIX = (1, 4)
 BUILD_VERSION = 2
 CONTEXT_SECONDS = (2.0, 6.0)  # weakly labelled training recordings: one event in a background
 NEGATIVE_FRACTION = 0.15  # background-only recordings (no label), per context recording
+# Weakly labelled long recordings in the weak set, per train/validation isolated event: made as
+# the long test mixtures (10-60 s, 1-4 events), from that split's own events (0: none)
+TRAIN_MIXTURES = 0.0
+TRAIN_MIX_SEED_OFFSET = 20_000  # their seeds, apart from the test and validation mixtures'
 # Training epochs at --size=cpu: the preset's 36 (sized for the synthetic set's 5-minute budget)
 # leave clip and long validation mAP rising; 72 raised both (bench/README.md, part 5).
 CPU_EPOCHS = 72
@@ -389,6 +396,27 @@ def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: 
     return rows
 
 
+def make_weak_mixtures(clips: list[Clip], splits: dict[str, str], out_dir: str, seed: int,
+                       per_event: float) -> list[tuple[str, str, str, str, str]]:
+    """The weak set's long recordings: for the train and the validation split, round(per_event
+    x its isolated events) recordings made exactly as the long test mixtures (10-60 s, 1-4
+    events at [-6, +6] dB in the generator's background) from that split's own isolated events,
+    labelled with the union of their classes and nothing else: the paper's setting (a label for
+    events somewhere in a long recording). Seeds `seed + TRAIN_MIX_SEED_OFFSET (+1 for
+    validation)`; no test audio. Returns (path, labels, split, source, kind) rows."""
+    rows = []
+    for k, split in enumerate(("train", "validation")):
+        pool = [c for c in clips if c.kind == "isolated" and splits[c.source] == split]
+        num = int(round(per_event * len(pool)))
+        if not num:
+            continue
+        folder = os.path.join(out_dir, split)
+        for r in make_mixtures(pool, folder, num, seed + TRAIN_MIX_SEED_OFFSET + k):
+            rows.append((os.path.join(folder, r["file"]), ";".join(r["labels"]), split,
+                         f"mixture_{split}_{r['file'][:-4]}", "mixture"))
+    return rows
+
+
 def write_mixture_tables(out: str, records: list[dict], name: str = "mixtures") -> None:
     """`<name>.csv` (path,labels,duration) and `<name>_events.tsv` (DCASE event table)."""
     with open(os.path.join(out, f"{name}.csv"), "w", newline="") as f:
@@ -450,21 +478,22 @@ def ensure_validation_mixtures(root: str, out: str, manifest: dict) -> dict:
 def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
           num_mixtures: int = 48, negative_fraction: float = NEGATIVE_FRACTION,
           context_seconds: tuple[float, float] = CONTEXT_SECONDS, rebuild: bool = False,
-          folds: int = 0, fold: int = 0) -> dict:
+          folds: int = 0, fold: int = 0, train_mixtures: float = TRAIN_MIXTURES) -> dict:
     """Builds (or reuses) clips.csv, the mixtures and their tables; returns the manifest.
     `folds`/`fold`: fold `fold` of a k-fold split of the sources (`split_sources`)."""
     root = find_root(os.path.abspath(source))
     params = {"version": BUILD_VERSION, "source": os.path.abspath(source),
               "split_seed": split_seed, "mix_seed": mix_seed, "num_mixtures": num_mixtures,
               "negative_fraction": negative_fraction, "context_seconds": list(context_seconds),
-              "folds": folds, "fold": fold}
+              "folds": folds, "fold": fold, "train_mixtures": train_mixtures}
     manifest_path = os.path.join(out, "manifest.json")
     if not rebuild and os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
         # builds from before these were parameters used the defaults
         if {"negative_fraction": NEGATIVE_FRACTION, "context_seconds": list(CONTEXT_SECONDS),
-                "folds": 0, "fold": 0, **manifest.get("params", {})} == params:
+                "folds": 0, "fold": 0, "train_mixtures": TRAIN_MIXTURES,
+                **manifest.get("params", {})} == params:
             print(f"reusing the build in {out}", flush=True)
             return ensure_validation_mixtures(root, out, manifest)
     os.makedirs(out, exist_ok=True)
@@ -474,6 +503,8 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
     counts = write_clips_csv(os.path.join(out, "clips.csv"), clips, splits)
     extra = make_context_recordings(clips, splits, os.path.join(out, "context"), mix_seed,
                                     negative_fraction, context_seconds)
+    extra += make_weak_mixtures(clips, splits, os.path.join(out, "weak_mixtures"), mix_seed,
+                                train_mixtures)
     shutil.copyfile(os.path.join(out, "clips.csv"), os.path.join(out, "weak.csv"))
     with open(os.path.join(out, "weak.csv"), "a", newline="") as f:
         csv.writer(f).writerows(extra)
@@ -812,6 +843,10 @@ def main() -> None:
                         help="weak set: background-only recordings per context recording")
     parser.add_argument("--context_seconds", default=",".join(str(x) for x in CONTEXT_SECONDS),
                         help="weak set: shortest,longest context recording in seconds")
+    parser.add_argument("--train_mixtures", type=float, default=TRAIN_MIXTURES,
+                        help="weak set: long weakly labelled recordings (made as the test "
+                             "mixtures, from the split's own events) per train/validation "
+                             "isolated event")
     parser.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--train", action="store_true", help="train and evaluate SLAT and WLER")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per method")
@@ -858,7 +893,7 @@ def main() -> None:
                 args.source, out, split_seed=args.split_seed, mix_seed=args.mix_seed,
                 num_mixtures=args.num_mixtures, negative_fraction=args.negative_fraction,
                 context_seconds=context_seconds, rebuild=args.rebuild, folds=args.folds,
-                fold=fold)
+                fold=fold, train_mixtures=args.train_mixtures)
         return builds[fold]
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)

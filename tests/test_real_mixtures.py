@@ -209,6 +209,53 @@ def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_v
     assert manifest["clip_counts"]["train/context"] == iso["train"]
 
 
+def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(tmp_path):
+    """--train_mixtures adds recordings made as the long test mixtures, from the train and the
+    validation split's own isolated events (never a test event), labelled with their classes;
+    the default build has none and is otherwise the same."""
+    from scipy.signal import fftconvolve
+
+    _fake_sased(str(tmp_path / "sased"))
+    plain, mixed = str(tmp_path / "plain"), str(tmp_path / "mixed")
+    rm.build(str(tmp_path / "sased"), plain, num_mixtures=1)
+    manifest = rm.build(str(tmp_path / "sased"), mixed, num_mixtures=1, train_mixtures=0.5)
+    rows = {}
+    for out in (plain, mixed):
+        with open(os.path.join(out, "weak.csv")) as f:
+            rows[out] = list(csv.DictReader(f))
+    extra = [r for r in rows[mixed] if r["kind"] == "mixture"]
+    assert not any(r["kind"] == "mixture" for r in rows[plain])
+
+    def rel(rs: list[dict], out: str) -> list[dict]:
+        return [{**r, "path": os.path.relpath(r["path"], out)} for r in rs]
+
+    assert (rel([r for r in rows[mixed] if r["kind"] != "mixture"], mixed)
+            == rel(rows[plain], plain))
+    iso = [r for r in rows[plain] if r["kind"] == "isolated"]
+    for split in ("train", "validation"):
+        mine = [r for r in extra if r["split"] == split]
+        assert len(mine) == round(0.5 * sum(r["split"] == split for r in iso)) > 0
+        assert manifest["clip_counts"][f"{split}/mixture"] == len(mine)
+    assert not any(r["split"] == "test" for r in extra)
+
+    def match(x: np.ndarray, w: np.ndarray) -> float:
+        corr = fftconvolve(x, w[::-1], mode="valid")
+        energy = np.sqrt(fftconvolve(x ** 2, np.ones_like(w), mode="valid").clip(1e-12))
+        return float(np.max(np.abs(corr) / (energy * np.linalg.norm(w))))
+
+    for r in extra[:3]:
+        x, sr = sf.read(r["path"])
+        assert sr == SR and rm.MIX_SECONDS[0] <= len(x) / SR <= rm.MIX_SECONDS[1]
+        labels = r["labels"].split(";")
+        assert 1 <= len(labels) <= rm.EVENTS_PER_MIX[1] and labels == sorted(set(labels))
+        for k in iso:  # each labelled class is heard from the row's own split, no test event
+            if k["split"] == "test":
+                assert match(x, sf.read(k["path"])[0]) < 0.1
+        for label in labels:
+            assert max(match(x, sf.read(k["path"])[0]) for k in iso
+                       if k["split"] == r["split"] and k["labels"] == label) > 0.3
+
+
 def _sweep(path, seeds, overrides=(), methods=("slat", "wler")):
     """A sweep JSON as `--train` writes it, with made-up figures (wler = slat + 0.1 * seed)."""
     runs = []
