@@ -166,7 +166,7 @@ def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_v
         tmp_path):
     _fake_sased(str(tmp_path / "sased"))
     out = str(tmp_path / "bench")
-    manifest = rm.build(str(tmp_path / "sased"), out, num_mixtures=1)
+    manifest = rm.build(str(tmp_path / "sased"), out, num_mixtures=1, train_mixtures=0.0)
     with open(os.path.join(out, "clips.csv")) as f:
         clip_rows = list(csv.DictReader(f))
     with open(os.path.join(out, "weak.csv")) as f:
@@ -217,7 +217,7 @@ def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(
 
     _fake_sased(str(tmp_path / "sased"))
     plain, mixed = str(tmp_path / "plain"), str(tmp_path / "mixed")
-    rm.build(str(tmp_path / "sased"), plain, num_mixtures=1)
+    rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
     manifest = rm.build(str(tmp_path / "sased"), mixed, num_mixtures=1, train_mixtures=0.5)
     rows = {}
     for out in (plain, mixed):
@@ -242,6 +242,26 @@ def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(
         corr = fftconvolve(x, w[::-1], mode="valid")
         energy = np.sqrt(fftconvolve(x ** 2, np.ones_like(w), mode="valid").clip(1e-12))
         return float(np.max(np.abs(corr) / (energy * np.linalg.norm(w))))
+
+    # A build from before the option (its manifest does not name it) had no mixtures: it is
+    # reused as such, and rebuilt for the default.
+    with open(os.path.join(plain, "manifest.json")) as f:
+        old = json.load(f)
+    del old["params"]["train_mixtures"]
+    with open(os.path.join(plain, "manifest.json"), "w") as f:
+        json.dump(old, f)
+    before = os.stat(os.path.join(plain, "weak.csv")).st_mtime_ns
+    rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
+    assert os.stat(os.path.join(plain, "weak.csv")).st_mtime_ns == before
+    assert rm.build(str(tmp_path / "sased"), plain, num_mixtures=1)["params"][
+        "train_mixtures"] == rm.TRAIN_MIXTURES > 0
+    with open(os.path.join(plain, "weak.csv")) as f:
+        assert any(r["kind"] == "mixture" for r in csv.DictReader(f))
+    # Runs trained on a build are never silently paired with another build of the same folder.
+    os.makedirs(os.path.join(plain, "runs", "weak"))
+    with pytest.raises(rm.BuildMismatch, match="runs trained on another build"):
+        rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
+    rm.build(str(tmp_path / "sased"), plain, num_mixtures=1)  # its own build: reused
 
     for r in extra[:3]:
         x, sr = sf.read(r["path"])
@@ -307,9 +327,9 @@ def test_cpu_runs_train_the_benchmark_epochs_unless_overridden():
         "train.epochs=10", "model.width=0.25"]
     assert rm.run_overrides("cpu", None, ["train.epochs=8"]) == ["train.epochs=8"]
     assert rm.run_overrides("smoke", None, []) == []  # other sizes keep their preset's epochs
-    # the epochs name the folder: a 36-epoch workdir is never resumed as a 72-epoch run
+    # the epochs name the folder: a workdir of other epochs is never resumed as this one
     assert rm.variant_slug(rm.run_overrides("cpu", None, [])) != rm.variant_slug(
-        rm.run_overrides("cpu", 36, []))
+        rm.run_overrides("cpu", 72, []))
 
 
 def test_k_fold_splits_test_every_source_once_grouped_and_disjoint(tmp_path):
