@@ -779,9 +779,10 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
-def merge(paths: list[str], out: str) -> dict:
+def merge(paths: list[str], out: str, baseline: str | None = None) -> dict:
     """Join sweep JSONs of the same build and overrides (e.g. seeds run by two processes with
-    `--first_seed`) into one summary; a method and seed in two of them is an error."""
+    `--first_seed`) into one summary; a method and seed in two of them is an error. With
+    `baseline` (another recipe's sweep JSON), also `against_baseline` (paired differences)."""
     runs, meta = {}, None
     for path in paths:
         with open(path) as f:
@@ -805,13 +806,49 @@ def merge(paths: list[str], out: str) -> dict:
     if base.get("folds"):
         result["folds"] = base["folds"]
         result["pooled_clip_test"] = pooled_clip_test(result["runs"], base["folds"])
+    if baseline:
+        with open(baseline) as f:
+            other = json.load(f)
+        if other.get("folds") != base.get("folds"):
+            raise SystemExit(f"error: {baseline}: other folds than {paths[0]}; pair like with like")
+        result["against_baseline"] = {"baseline": os.path.basename(baseline),
+                                      **against_baseline(result["runs"], other["runs"])}
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print_table(result["summary"])
     if base.get("folds"):
         print_pooled(result["pooled_clip_test"])
+    if baseline:
+        for label, d in result["against_baseline"].items():
+            if isinstance(d, dict):
+                print(f"{label} vs {os.path.basename(baseline)}: " + ", ".join(
+                    f"{m} {d[m]['mean']:+.3f} [{d[m]['ci95'][0]:+.3f}, {d[m]['ci95'][1]:+.3f}]"
+                    f" {sum(x >= 0 for x in d[m]['values'])}/{d[m]['n']}"
+                    for m in ("test_mAP", "long_val_tagging_mAP", "long_tagging_mAP")
+                    if d[m]["ci95"]))
     print(f"wrote {out}")
     return result
+
+
+def against_baseline(runs: list[dict], baseline: list[dict]) -> dict:
+    """This recipe against another sweep's runs of the same seeds (folds): per method, the
+    paired difference (this - baseline) of every metric; and this recipe's WLER against the
+    baseline's SLAT, so a recipe that helps WLER by handicapping SLAT is seen as such."""
+    mine = {(r["method"], r["seed"]): r for r in runs}
+    base = {(r["method"], r["seed"]): r for r in baseline}
+    out = {}
+    for label, a, b in (("slat", "slat", "slat"), ("wler", "wler", "wler"),
+                        ("wler_minus_baseline_slat", "wler", "slat")):
+        seeds = sorted(s for m, s in mine if m == a and (b, s) in base)
+        if not seeds:
+            continue
+        out[label] = {"seeds": seeds}
+        for m, f in METRICS.items():
+            if m == "seconds":
+                continue
+            d = [f(mine[a, s]) - f(base[b, s]) for s in seeds]
+            out[label][m] = {**_stats(d), "positive_every_seed": bool(all(x >= 0 for x in d))}
+    return out
 
 
 def print_table(summary: dict) -> None:
@@ -868,6 +905,9 @@ def main() -> None:
                              "processes, then join the JSONs with --merge)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                         help="join these sweep JSONs into --json and print the table; no build")
+    parser.add_argument("--baseline", default=None, metavar="JSON",
+                        help="with --merge: another recipe's sweep of the same seeds; adds "
+                             "paired differences (against_baseline)")
     parser.add_argument("--methods", default="slat,wler")
     parser.add_argument("--size", default="cpu", choices=("smoke", "cpu", "full"))
     parser.add_argument("--train_set", default="weak", choices=("weak", "clips"),
@@ -886,7 +926,7 @@ def main() -> None:
     if args.merge:
         if not args.json:
             parser.error("--merge needs --json=PATH for the joined result")
-        merge(args.merge, args.json)
+        merge(args.merge, args.json, args.baseline)
         return
     if not args.source or not args.out:
         parser.error("--source and --out are required (unless --merge)")

@@ -276,12 +276,12 @@ def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(
                        if k["split"] == r["split"] and k["labels"] == label) > 0.3
 
 
-def _sweep(path, seeds, overrides=(), methods=("slat", "wler")):
+def _sweep(path, seeds, overrides=(), methods=("slat", "wler"), offset=0.0):
     """A sweep JSON as `--train` writes it, with made-up figures (wler = slat + 0.1 * seed)."""
     runs = []
     for s in seeds:
         for m in methods:
-            v = 0.5 + (0.1 * s if m == "wler" else 0.0)
+            v = 0.5 + offset + (0.1 * s if m == "wler" else 0.0)
             runs.append({"method": m, "seed": s, "validation_mAP": v, "test_mAP": v,
                          "long_val_tagging_mAP": v, "long_tagging_mAP": v,
                          "long_localisation": {"segment_f1": v, "psds1": 0.0, "psds2": v},
@@ -310,6 +310,26 @@ def test_merge_joins_seed_ranges_and_refuses_mixed_sweeps(tmp_path):
             assert other in str(e)
         else:
             raise AssertionError(f"merge accepted {other}")
+
+
+def test_merge_against_a_baseline_pairs_the_same_seeds(tmp_path):
+    new = _sweep(tmp_path / "new.json", [0, 1, 2])
+    old = _sweep(tmp_path / "old.json", [0, 1, 2, 3], offset=0.05)  # seed 3: no pair
+    d = rm.merge([new], str(tmp_path / "out.json"), baseline=old)["against_baseline"]
+    assert d["baseline"] == "old.json" and d["wler"]["seeds"] == [0, 1, 2]
+    for m in ("slat", "wler"):  # this recipe is 0.05 under the baseline on every seed
+        assert np.allclose(d[m]["test_mAP"]["values"], -0.05)
+        assert not d[m]["test_mAP"]["positive_every_seed"]
+    cross = d["wler_minus_baseline_slat"]["long_tagging_mAP"]  # new WLER - old SLAT
+    assert np.allclose(cross["values"], [-0.05, 0.05, 0.15]) and not cross["positive_every_seed"]
+    folds = _sweep(tmp_path / "f.json", [0])
+    with open(folds) as f:
+        j = json.load(f)
+    j["folds"] = 5
+    with open(folds, "w") as f:
+        json.dump(j, f)
+    with pytest.raises(SystemExit, match="other folds"):
+        rm.merge([new], str(tmp_path / "x.json"), baseline=folds)
 
 
 def test_override_runs_get_their_own_folder():
