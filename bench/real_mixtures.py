@@ -809,7 +809,7 @@ def merge(paths: list[str], out: str, baseline: str | None = None) -> dict:
     if baseline:
         with open(baseline) as f:
             other = json.load(f)
-        if other.get("folds") != base.get("folds"):
+        if (other.get("folds") or 0) != (base.get("folds") or 0):  # older sweeps: no key
             raise SystemExit(f"error: {baseline}: other folds than {paths[0]}; pair like with like")
         result["against_baseline"] = {"baseline": os.path.basename(baseline),
                                       **against_baseline(result["runs"], other["runs"])}
