@@ -334,6 +334,11 @@ def _write_wav(path: str, x: np.ndarray) -> None:
     sf.write(path, x.astype(np.float32), SR, subtype="PCM_16")
 
 
+def isolated_events(clips: list[Clip], splits: dict[str, str], split: str) -> list[Clip]:
+    """The isolated events (not scene segments) whose source is in `split`."""
+    return [k for k in clips if k.kind == "isolated" and splits[k.source] == split]
+
+
 def make_mixtures(pool: list[Clip], out_dir: str, num: int, seed: int) -> list[dict]:
     """Writes `num` long recordings mixing 1-4 events of `pool` into a background.
 
@@ -380,10 +385,9 @@ def make_context_recordings(clips: list[Clip], splits: dict[str, str], out_dir: 
     from wler_jax import audio
 
     _fresh_dir(out_dir)
-    events = [k for k in clips if k.kind == "isolated" and splits[k.source] != "test"]
     rows = []
     for split in ("train", "validation"):
-        mine = [k for k in events if splits[k.source] == split]
+        mine = isolated_events(clips, splits, split)
         plan = [(k, "context") for k in mine]
         plan += [(None, "background")] * int(round(negative_fraction * len(mine)))
         for j, (clip, kind) in enumerate(plan):
@@ -410,7 +414,7 @@ def make_weak_mixtures(clips: list[Clip], splits: dict[str, str], out_dir: str, 
     validation)`; no test audio. Returns (path, labels, split, source, kind) rows."""
     rows = []
     for k, split in enumerate(("train", "validation")):
-        pool = [c for c in clips if c.kind == "isolated" and splits[c.source] == split]
+        pool = isolated_events(clips, splits, split)
         num = int(round(per_event * len(pool)))
         if not num:
             continue
@@ -452,7 +456,7 @@ def make_validation_mixtures(clips: list[Clip], splits: dict[str, str], out: str
     """Writes `mixtures_val/` (+ tables): long recordings made exactly as the test mixtures,
     from the *validation* sources' isolated events, so choices about long recordings can be
     made without the test mixtures. Returns the manifest's "val_mixtures" entry."""
-    pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "validation"]
+    pool = isolated_events(clips, splits, "validation")
     seed = params["mix_seed"] + VAL_MIX_SEED_OFFSET
     records = make_mixtures(pool, os.path.join(out, "mixtures_val"), params["num_mixtures"], seed)
     write_mixture_tables(out, records, "mixtures_val")
@@ -495,16 +499,16 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
               "negative_fraction": negative_fraction, "context_seconds": list(context_seconds),
               "folds": folds, "fold": fold, "train_mixtures": train_mixtures}
     manifest_path = os.path.join(out, "manifest.json")
-    if not rebuild and os.path.exists(manifest_path):
+    if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
         # builds from before these were parameters used these values
         have = {"negative_fraction": NEGATIVE_FRACTION, "context_seconds": list(CONTEXT_SECONDS),
                 "folds": 0, "fold": 0, "train_mixtures": 0.0, **manifest.get("params", {})}
-        if have == params:
+        if have == params and not rebuild:
             print(f"reusing the build in {out}", flush=True)
             return ensure_validation_mixtures(root, out, manifest)
-        if os.path.isdir(os.path.join(out, "runs")):
+        if have != params and os.path.isdir(os.path.join(out, "runs")):  # --rebuild too
             old = {k: have.get(k) for k in params if have.get(k) != params[k]}
             raise BuildMismatch(
                 f"{out} holds runs trained on another build (its parameters: {old}); use "
@@ -523,7 +527,7 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
         csv.writer(f).writerows(extra)
     for _, _, split, _, kind in extra:
         counts[f"{split}/{kind}"] = counts.get(f"{split}/{kind}", 0) + 1
-    pool = [k for k in clips if k.kind == "isolated" and splits[k.source] == "test"]
+    pool = isolated_events(clips, splits, "test")
     records = make_mixtures(pool, os.path.join(out, "mixtures"), num_mixtures, mix_seed)
     write_mixture_tables(out, records)
     per_class = {c: sum(k.label == c for k in clips) for c in CLASSES}
@@ -759,6 +763,17 @@ def _stats(values: list[float]) -> dict:
             "values": [float(x) for x in v]}
 
 
+def _paired(a: dict, b: dict, seeds: list[int], flag: str) -> dict:
+    """{metric: stats of a[s] - b[s] over `seeds`, with `flag`: every difference >= 0} for
+    every metric but seconds; `a`, `b`: {seed: run}."""
+    out = {}
+    for m, f in METRICS.items():
+        if m != "seconds":
+            d = [f(a[s]) - f(b[s]) for s in seeds]
+            out[m] = {**_stats(d), flag: bool(all(x >= 0 for x in d))}
+    return out
+
+
 def summarize(runs: list[dict]) -> dict:
     out = {}
     for method in ("slat", "wler"):
@@ -768,14 +783,10 @@ def summarize(runs: list[dict]) -> dict:
     seeds = sorted({r["seed"] for r in runs if r["method"] == "wler"}
                    & {r["seed"] for r in runs if r["method"] == "slat"})
     if seeds:
-        get = {(r["method"], r["seed"]): r for r in runs}
-        out["wler_minus_slat"] = {}
-        for m, f in METRICS.items():
-            if m == "seconds":
-                continue
-            d = [f(get["wler", s]) - f(get["slat", s]) for s in seeds]
-            out["wler_minus_slat"][m] = {**_stats(d), "wler_ge_slat_every_seed":
-                                         bool(all(x >= 0 for x in d)), "seeds": seeds}
+        by = {m: {r["seed"]: r for r in runs if r["method"] == m} for m in ("wler", "slat")}
+        out["wler_minus_slat"] = {
+            m: {**d, "seeds": seeds}
+            for m, d in _paired(by["wler"], by["slat"], seeds, "wler_ge_slat_every_seed").items()}
     return out
 
 
@@ -834,20 +845,15 @@ def against_baseline(runs: list[dict], baseline: list[dict]) -> dict:
     """This recipe against another sweep's runs of the same seeds (folds): per method, the
     paired difference (this - baseline) of every metric; and this recipe's WLER against the
     baseline's SLAT, so a recipe that helps WLER by handicapping SLAT is seen as such."""
-    mine = {(r["method"], r["seed"]): r for r in runs}
-    base = {(r["method"], r["seed"]): r for r in baseline}
+    mine = {m: {r["seed"]: r for r in runs if r["method"] == m} for m in ("slat", "wler")}
+    base = {m: {r["seed"]: r for r in baseline if r["method"] == m} for m in ("slat", "wler")}
     out = {}
     for label, a, b in (("slat", "slat", "slat"), ("wler", "wler", "wler"),
                         ("wler_minus_baseline_slat", "wler", "slat")):
-        seeds = sorted(s for m, s in mine if m == a and (b, s) in base)
-        if not seeds:
-            continue
-        out[label] = {"seeds": seeds}
-        for m, f in METRICS.items():
-            if m == "seconds":
-                continue
-            d = [f(mine[a, s]) - f(base[b, s]) for s in seeds]
-            out[label][m] = {**_stats(d), "positive_every_seed": bool(all(x >= 0 for x in d))}
+        seeds = sorted(set(mine[a]) & set(base[b]))
+        if seeds:
+            out[label] = {"seeds": seeds, **_paired(mine[a], base[b], seeds,
+                                                    "positive_every_seed")}
     return out
 
 

@@ -31,6 +31,15 @@ def _tone(seconds: float, seed: int) -> np.ndarray:
             + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+def match(x: np.ndarray, w: np.ndarray) -> float:
+    """Peak normalised cross-correlation of waveform `w` inside `x` (1: `w` is in `x` as is)."""
+    from scipy.signal import fftconvolve
+
+    corr = fftconvolve(x, w[::-1], mode="valid")
+    energy = np.sqrt(fftconvolve(x ** 2, np.ones_like(w), mode="valid").clip(1e-12))
+    return float(np.max(np.abs(corr) / (energy * np.linalg.norm(w))))
+
+
 def _fake_sased(root: str) -> dict:
     """data/train/sound (5 files per class, distinct durations), two scenes x two EBRs of
     segments with their annotation and wav_files lists. Returns {segment file: true source}."""
@@ -194,13 +203,6 @@ def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_v
         assert np.abs(x).max() <= 1.0
     # Each context recording holds its source's event: the event's waveform is found in it by
     # normalised cross-correlation (a background-only recording does not match it).
-    from scipy.signal import fftconvolve
-
-    def match(x: np.ndarray, w: np.ndarray) -> float:
-        corr = fftconvolve(x, w[::-1], mode="valid")
-        energy = np.sqrt(fftconvolve(x ** 2, np.ones_like(w), mode="valid").clip(1e-12))
-        return float(np.max(np.abs(corr) / (energy * np.linalg.norm(w))))
-
     iso_path = {r["source"]: r["path"] for r in clip_rows if r["kind"] == "isolated"}
     bg = sf.read([r for r in extra if r["kind"] == "background"][0]["path"])[0]
     for r in [r for r in extra if r["kind"] == "context"][:4]:
@@ -213,8 +215,6 @@ def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(
     """--train_mixtures adds recordings made as the long test mixtures, from the train and the
     validation split's own isolated events (never a test event), labelled with their classes;
     the default build has none and is otherwise the same."""
-    from scipy.signal import fftconvolve
-
     _fake_sased(str(tmp_path / "sased"))
     plain, mixed = str(tmp_path / "plain"), str(tmp_path / "mixed")
     rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
@@ -238,11 +238,6 @@ def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(
         assert manifest["clip_counts"][f"{split}/mixture"] == len(mine)
     assert not any(r["split"] == "test" for r in extra)
 
-    def match(x: np.ndarray, w: np.ndarray) -> float:
-        corr = fftconvolve(x, w[::-1], mode="valid")
-        energy = np.sqrt(fftconvolve(x ** 2, np.ones_like(w), mode="valid").clip(1e-12))
-        return float(np.max(np.abs(corr) / (energy * np.linalg.norm(w))))
-
     # A build from before the option (its manifest does not name it) had no mixtures: it is
     # reused as such, and rebuilt for the default.
     with open(os.path.join(plain, "manifest.json")) as f:
@@ -259,8 +254,10 @@ def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(
         assert any(r["kind"] == "mixture" for r in csv.DictReader(f))
     # Runs trained on a build are never silently paired with another build of the same folder.
     os.makedirs(os.path.join(plain, "runs", "weak"))
-    with pytest.raises(rm.BuildMismatch, match="runs trained on another build"):
-        rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
+    for rebuild in (False, True):
+        with pytest.raises(rm.BuildMismatch, match="runs trained on another build"):
+            rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0,
+                     rebuild=rebuild)
     rm.build(str(tmp_path / "sased"), plain, num_mixtures=1)  # its own build: reused
 
     for r in extra[:3]:
