@@ -24,7 +24,7 @@ CHOICES = {
     "train.scales_per_step": ("all", "one"),
     "train.schedule": ("constant", "cosine"),
     "train.loss_weighting": ("batch", "example"),
-    "model.input_norm": ("none", "per_band"),
+    "model.input_norm": ("none", "per_band", "per_band_mean"),
     "model.head_bias_init": ("zeros", "prior"),
 }
 POSITIVE = ("model.width", "input.frame_budget", "input.bucket_ratio", "input.slat_hop",

@@ -287,8 +287,8 @@ class ModelSpec:
       slat_hop: hop of SLAT's test windows in frames (32 = N_T's segment grid).
       conv_impl: `conv.Conv` implementation, "xla" | "matmul_grad" | "matmul_grad_wide".
       pool_impl: `relu_max_pool` implementation, "xla" | "fused".
-      input_norm: standardise each mel band with the training split's statistics, kept in
-        params["input_norm"] (`InputNorm`).
+      input_norm: `(x - mean) / std` per mel band with the training split's statistics, kept in
+        params["input_norm"] (`InputNorm`); `model.input_norm=per_band_mean` stores std = 1.
       conv1_impl: C1P1 as XLA ops ("plain") or one fused Pallas kernel ("pallas", or
         "pallas_interpret" on CPUs): `conv1_pallas`, same parameters and function.
     """
@@ -323,7 +323,7 @@ class ModelSpec:
                    dtype=config.model.dtype, dropout_rate=float(config.model.dropout_rate),
                    slat_hop=int(config.input.slat_eval_hop), conv_impl=conv_impl,
                    pool_impl=pool_impl,
-                   input_norm=model_field(config.model, "input_norm") == "per_band",
+                   input_norm=model_field(config.model, "input_norm") != "none",
                    conv1_impl=resolve_conv1(model_field(config.model, "conv1_impl"), devices))
 
     @property

@@ -207,8 +207,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("input normalisation from %d training frames x scales: per-band mean "
                      "%.1f .. %.1f dB, std %.1f .. %.1f dB", stats["frames"], stats["mean"].min(),
                      stats["mean"].max(), stats["std"].min(), stats["std"].max())
+        # per_band_mean centres each band and keeps the dB scale (std 1): the constant term
+        # that sets conv1 units on one side of the ReLU goes, the input's scale stays.
+        std = (stats["std"] if model_field(config.model, "input_norm") == "per_band"
+               else np.ones_like(stats["std"]))
         params = {**state.params, "input_norm": {"mean": jnp.asarray(stats["mean"]),
-                                                 "std": jnp.asarray(stats["std"])}}
+                                                 "std": jnp.asarray(std)}}
         state = state.replace(params=jax.device_put(params, replicated))
     if restored is None and model_field(config.model, "head_bias_init") == "prior":
         prior = input_stats.prior_logits(

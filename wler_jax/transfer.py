@@ -17,8 +17,8 @@ a run starts (not when it resumes: the latest checkpoint already holds the fine-
   (`models.ns_to_nt_params`: FC1 becomes the 4x4 FCv1 conv, FC2 the 1x1 FCv2), and a WLER
   source a SLAT run through its inverse (`nt_to_ns_params`); both are reshapes, so the
   converted network computes the same function on a 128-frame window;
-* input normalisation statistics (`model.input_norm=per_band`) come from the source: its conv
-  stack was trained on inputs standardised with them.
+* input normalisation statistics (`model.input_norm=per_band` or `per_band_mean`) come from the
+  source: its conv stack was trained on inputs normalised with them.
 
 What was loaded, re-initialised and left unused is logged and written to
 `WORKDIR/transfer.json`. A source of another width, another input normalisation or an unknown

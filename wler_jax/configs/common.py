@@ -70,7 +70,8 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     # Off by default until timed on a GPU.
     c.model.conv1_impl = "plain"
     # per_band: standardise each mel band with the training split's mean/std (kept with the
-    # params, applied by predict too) | none: raw dB as in the paper
+    # params, applied by predict too) | per_band_mean: subtract the band means only (dB scale
+    # kept) | none: raw dB as in the paper
     c.model.input_norm = "none"
     # zeros: Lasagne's zero output bias (paper) | prior: each class's output bias starts at the
     # logit of its frequency in the training split, so the first steps need not pull every
