@@ -555,17 +555,14 @@ def build(source: str, out: str, *, split_seed: int = 0, mix_seed: int = 0,
 # --------------------------------------------------------------------------------- training
 
 
-def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtures") -> dict:
-    """Tagging mAP and localisation of the predict CLI's output against the mixtures."""
-    from wler_jax import evaluate, geometry, localisation
-
-    with open(pred_json) as f:
-        pred = json.load(f)
+def long_tags(pred: dict, out: str, name: str = "mixtures"
+              ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """(files, class names, labels [N, C], recording scores [N, C]) of the predict CLI's output
+    `pred` on the build's `<name>.csv` recordings, in the order of `pred["results"]`."""
     names = list(pred["class_names"])
     with open(os.path.join(out, f"{name}.csv")) as f:
         truth = {os.path.basename(r["path"]): [l for l in r["labels"].split(";") if l]
                  for r in csv.DictReader(f)}
-    events = read_events_tsv(os.path.join(out, f"{name}_events.tsv"))
     if pred["failed"]:
         raise RuntimeError(f"predict failed on {pred['failed']}")
     files = [os.path.basename(r["file"]) for r in pred["results"]]
@@ -573,15 +570,27 @@ def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtu
         raise RuntimeError(f"predictions for {len(files)} files, {len(truth)} expected")
     labels = np.zeros((len(files), len(names)), np.float32)
     scores = np.zeros_like(labels)
-    timelines, durations = {}, {}
-    for i, (name, r) in enumerate(zip(files, pred["results"])):
-        labels[i, [names.index(l) for l in truth[name]]] = 1.0
+    for i, (file, r) in enumerate(zip(files, pred["results"])):
+        labels[i, [names.index(l) for l in truth[file]]] = 1.0
         scores[i] = [r["scores"][c] for c in names]
+    return files, names, labels, scores
+
+
+def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtures") -> dict:
+    """Tagging mAP and localisation of the predict CLI's output against the mixtures."""
+    from wler_jax import evaluate, geometry, localisation
+
+    with open(pred_json) as f:
+        pred = json.load(f)
+    files, names, labels, scores = long_tags(pred, out, name)
+    events = read_events_tsv(os.path.join(out, f"{name}_events.tsv"))
+    timelines, durations = {}, {}
+    for file, r in zip(files, pred["results"]):
         seg = np.array([[s["scores"][c] for c in names] for s in r["segment_scores"]])
         num_samples = int(round(r["duration"] * SR))
         frames = geometry.num_frames_for_samples(num_samples)
-        timelines[name] = localisation.grid_scores(seg, frames, duration=num_samples / SR)
-        durations[name] = num_samples / SR
+        timelines[file] = localisation.grid_scores(seg, frames, duration=num_samples / SR)
+        durations[file] = num_samples / SR
     tag = evaluate.average_precision(labels, scores, names)
     loc = localisation.localisation_metrics(timelines, {n: events.get(n, []) for n in files},
                                             durations, names, threshold=threshold, psds2=True)

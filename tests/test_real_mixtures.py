@@ -329,6 +329,51 @@ def test_merge_against_a_baseline_pairs_the_same_seeds(tmp_path):
         rm.merge([new], str(tmp_path / "x.json"), baseline=folds)
 
 
+def test_paired_long_tagging_aligns_recordings_and_refuses_two_builds(tmp_path):
+    """bench/paired_long_tagging.py pairs two runs' long predictions recording by recording: the
+    same scores listed in another order differ by exactly 0, and a run that swaps two classes'
+    scores moves by the mAP computed directly; runs of two builds are refused."""
+    import paired_long_tagging as plt
+    from wler_jax import evaluate
+
+    rng = np.random.default_rng(0)
+    out = tmp_path / "build"
+    out.mkdir()
+    files = [f"m{i:02d}.wav" for i in range(24)]
+    labels = np.zeros((24, len(CLASSES)), np.float32)
+    for i in range(24):
+        labels[i, rng.choice(len(CLASSES), rng.integers(1, 3), replace=False)] = 1
+    for name in ("mixtures_val", "mixtures"):
+        with open(out / f"{name}.csv", "w") as f:
+            f.write("path,labels\n" + "".join(
+                f"{out / n},{';'.join(c for c, y in zip(CLASSES, row) if y)}\n"
+                for n, row in zip(files, labels)))
+    scores = (labels + rng.uniform(0, 1.2, labels.shape)).astype(np.float32)
+
+    def run(tag, s, order, build=str(out)):
+        workdir = tmp_path / tag
+        workdir.mkdir()
+        pred = {"class_names": list(CLASSES), "failed": [], "results": [
+            {"file": files[i], "scores": dict(zip(CLASSES, map(float, s[i])))} for i in order]}
+        for name in ("long_val_predictions.json", "long_predictions.json"):
+            with open(workdir / name, "w") as f:
+                json.dump(pred, f)
+        return {"seed": 0, "method": "wler", "workdir": str(workdir), "build_dir": build}
+
+    base = run("base", scores, range(24))
+    same = plt.paired_run(run("shuffled", scores, rng.permutation(24)), base, num_resamples=50)
+    swapped = scores[:, [1, 0, 2, 3]]
+    moved = plt.paired_run(run("swapped", swapped, range(24)), base, num_resamples=50)
+    want = (evaluate.average_precision(labels, swapped, CLASSES)["mAP"]
+            - evaluate.average_precision(labels, scores, CLASSES)["mAP"])
+    for split in ("validation", "test"):
+        assert same[split]["diff"] == 0 and same[split]["diff_ci95"] == [0.0, 0.0]
+        assert same[split]["num_recordings"] == 24
+        assert moved[split]["diff"] == pytest.approx(want) and abs(want) > 0.05
+    with pytest.raises(SystemExit, match="one build"):
+        plt.paired_run(run("other", scores, range(24), build=str(tmp_path)), base)
+
+
 def test_override_runs_get_their_own_folder():
     assert rm.variant_slug([]) == ""
     assert rm.variant_slug(["train.epochs=72", "model.pooling=a b"]) == (
