@@ -807,7 +807,8 @@ def merge(paths: list[str], out: str, baseline: str | None = None) -> dict:
     for path in paths:
         with open(path) as f:
             sweep = json.load(f)
-        key = {k: sweep.get(k) for k in ("size", "train_set", "overrides", "folds")}
+        key = {k: sweep.get(k) for k in ("size", "train_set", "overrides")}
+        key["folds"] = sweep.get("folds") or 0  # merged fixed-split sweeps carry no key
         key["build"] = sweep["build"]["params"]
         if meta is not None and key != meta:
             raise SystemExit(f"error: {path}: build, size, train set or overrides differ from "

@@ -299,6 +299,11 @@ def test_merge_joins_seed_ranges_and_refuses_mixed_sweeps(tmp_path):
     d = merged["summary"]["wler_minus_slat"]["long_tagging_mAP"]
     assert d["seeds"] == [0, 1, 2] and np.allclose(d["values"], [0.0, 0.1, 0.2])
     assert json.load(open(out))["seeds"] == 3
+    with open(b) as f:  # a fresh fixed-split sweep says folds 0; a merged one has no key
+        fresh = {**json.load(f), "folds": 0, "runs": []}
+    with open(tmp_path / "fresh.json", "w") as f:
+        json.dump({**fresh, "runs": json.load(open(_sweep(tmp_path / "c.json", [3])))["runs"]}, f)
+    assert rm.merge([out, str(tmp_path / "fresh.json")], str(tmp_path / "abc.json"))["seeds"] == 4
     for other in (_sweep(tmp_path / "dup.json", [1]),  # seed 1 twice
                   _sweep(tmp_path / "ovr.json", [3], overrides=["train.epochs=72"])):
         try:
