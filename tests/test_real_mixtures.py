@@ -299,11 +299,12 @@ def test_merge_joins_seed_ranges_and_refuses_mixed_sweeps(tmp_path):
     d = merged["summary"]["wler_minus_slat"]["long_tagging_mAP"]
     assert d["seeds"] == [0, 1, 2] and np.allclose(d["values"], [0.0, 0.1, 0.2])
     assert json.load(open(out))["seeds"] == 3
-    with open(b) as f:  # a fresh fixed-split sweep says folds 0; a merged one has no key
-        fresh = {**json.load(f), "folds": 0, "runs": []}
-    with open(tmp_path / "fresh.json", "w") as f:
-        json.dump({**fresh, "runs": json.load(open(_sweep(tmp_path / "c.json", [3])))["runs"]}, f)
-    assert rm.merge([out, str(tmp_path / "fresh.json")], str(tmp_path / "abc.json"))["seeds"] == 4
+    c = _sweep(tmp_path / "c.json", [3])
+    with open(c) as f:  # a fresh fixed-split sweep says folds 0; a merged one has no such key
+        fresh = {**json.load(f), "folds": 0}
+    with open(c, "w") as f:
+        json.dump(fresh, f)
+    assert rm.merge([out, c], str(tmp_path / "abc.json"))["seeds"] == 4
     for other in (_sweep(tmp_path / "dup.json", [1]),  # seed 1 twice
                   _sweep(tmp_path / "ovr.json", [3], overrides=["train.epochs=72"])):
         try:
@@ -338,7 +339,7 @@ def test_paired_long_tagging_aligns_recordings_and_refuses_two_builds(tmp_path):
     """bench/paired_long_tagging.py pairs two runs' long predictions recording by recording: the
     same scores listed in another order differ by exactly 0, and a run that swaps two classes'
     scores moves by the mAP computed directly; runs of two builds are refused."""
-    import paired_long_tagging as plt
+    import paired_long_tagging as paired
     from wler_jax import evaluate
 
     rng = np.random.default_rng(0)
@@ -366,9 +367,9 @@ def test_paired_long_tagging_aligns_recordings_and_refuses_two_builds(tmp_path):
         return {"seed": 0, "method": "wler", "workdir": str(workdir), "build_dir": build}
 
     base = run("base", scores, range(24))
-    same = plt.paired_run(run("shuffled", scores, rng.permutation(24)), base, num_resamples=50)
+    same = paired.paired_run(run("shuffled", scores, rng.permutation(24)), base, num_resamples=50)
     swapped = scores[:, [1, 0, 2, 3]]
-    moved = plt.paired_run(run("swapped", swapped, range(24)), base, num_resamples=50)
+    moved = paired.paired_run(run("swapped", swapped, range(24)), base, num_resamples=50)
     want = (evaluate.average_precision(labels, swapped, CLASSES)["mAP"]
             - evaluate.average_precision(labels, scores, CLASSES)["mAP"])
     for split in ("validation", "test"):
@@ -376,7 +377,7 @@ def test_paired_long_tagging_aligns_recordings_and_refuses_two_builds(tmp_path):
         assert same[split]["num_recordings"] == 24
         assert moved[split]["diff"] == pytest.approx(want) and abs(want) > 0.05
     with pytest.raises(SystemExit, match="one build"):
-        plt.paired_run(run("other", scores, range(24), build=str(tmp_path)), base)
+        paired.paired_run(run("other", scores, range(24), build=str(tmp_path)), base)
 
 
 def test_override_runs_get_their_own_folder():
