@@ -65,7 +65,7 @@ def main() -> None:
     runs = {}
     for path in (args.sweep, args.baseline):
         with open(path) as f:
-            runs[path] = {r["seed"]: r for r in json.load(f)["runs"] if r["method"] == args.method}
+            runs[path] = real_mixtures.runs_by_seed(json.load(f)["runs"], args.method)
     seeds = sorted(set(runs[args.sweep]) & set(runs[args.baseline]))
     if not seeds:
         raise SystemExit(f"error: no {args.method} seed is in both {args.sweep} and {args.baseline}")

@@ -772,6 +772,17 @@ def _stats(values: list[float]) -> dict:
             "values": [float(x) for x in v]}
 
 
+def sweep_folds(sweep: dict) -> int:
+    """A sweep JSON's folds; 0 (the fixed split) where the key is absent (sweeps written before
+    it, and merged fixed-split sweeps)."""
+    return sweep.get("folds") or 0
+
+
+def runs_by_seed(runs: list[dict], method: str) -> dict[int, dict]:
+    """{seed: run} of one method's runs."""
+    return {r["seed"]: r for r in runs if r["method"] == method}
+
+
 def _paired(a: dict, b: dict, seeds: list[int], flag: str) -> dict:
     """{metric: stats of a[s] - b[s] over `seeds`, with `flag`: every difference >= 0} for
     every metric but seconds; `a`, `b`: {seed: run}."""
@@ -792,7 +803,7 @@ def summarize(runs: list[dict]) -> dict:
     seeds = sorted({r["seed"] for r in runs if r["method"] == "wler"}
                    & {r["seed"] for r in runs if r["method"] == "slat"})
     if seeds:
-        by = {m: {r["seed"]: r for r in runs if r["method"] == m} for m in ("wler", "slat")}
+        by = {m: runs_by_seed(runs, m) for m in ("wler", "slat")}
         out["wler_minus_slat"] = {
             m: {**d, "seeds": seeds}
             for m, d in _paired(by["wler"], by["slat"], seeds, "wler_ge_slat_every_seed").items()}
@@ -808,7 +819,7 @@ def merge(paths: list[str], out: str, baseline: str | None = None) -> dict:
         with open(path) as f:
             sweep = json.load(f)
         key = {k: sweep.get(k) for k in ("size", "train_set", "overrides")}
-        key["folds"] = sweep.get("folds") or 0  # merged fixed-split sweeps carry no key
+        key["folds"] = sweep_folds(sweep)
         key["build"] = sweep["build"]["params"]
         if meta is not None and key != meta:
             raise SystemExit(f"error: {path}: build, size, train set or overrides differ from "
@@ -824,20 +835,21 @@ def merge(paths: list[str], out: str, baseline: str | None = None) -> dict:
               "runs": sorted(runs.values(), key=lambda r: (r["seed"], r["method"])),
               "merged_from": [os.path.basename(p) for p in paths]}
     result["summary"] = summarize(result["runs"])
-    if base.get("folds"):
-        result["folds"] = base["folds"]
-        result["pooled_clip_test"] = pooled_clip_test(result["runs"], base["folds"])
+    folds = meta["folds"]
+    if folds:
+        result["folds"] = folds
+        result["pooled_clip_test"] = pooled_clip_test(result["runs"], folds)
     if baseline:
         with open(baseline) as f:
             other = json.load(f)
-        if (other.get("folds") or 0) != (base.get("folds") or 0):  # older sweeps: no key
+        if sweep_folds(other) != folds:
             raise SystemExit(f"error: {baseline}: other folds than {paths[0]}; pair like with like")
         result["against_baseline"] = {"baseline": os.path.basename(baseline),
                                       **against_baseline(result["runs"], other["runs"])}
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print_table(result["summary"])
-    if base.get("folds"):
+    if folds:
         print_pooled(result["pooled_clip_test"])
     if baseline:
         for label, d in result["against_baseline"].items():
@@ -855,8 +867,8 @@ def against_baseline(runs: list[dict], baseline: list[dict]) -> dict:
     """This recipe against another sweep's runs of the same seeds (folds): per method, the
     paired difference (this - baseline) of every metric; and this recipe's WLER against the
     baseline's SLAT, so a recipe that helps WLER by handicapping SLAT is seen as such."""
-    mine = {m: {r["seed"]: r for r in runs if r["method"] == m} for m in ("slat", "wler")}
-    base = {m: {r["seed"]: r for r in baseline if r["method"] == m} for m in ("slat", "wler")}
+    mine = {m: runs_by_seed(runs, m) for m in ("slat", "wler")}
+    base = {m: runs_by_seed(baseline, m) for m in ("slat", "wler")}
     out = {}
     for label, a, b in (("slat", "slat", "slat"), ("wler", "wler", "wler"),
                         ("wler_minus_baseline_slat", "wler", "slat")):
