@@ -59,9 +59,11 @@ def test_validate_names_every_bad_field():
     config = common.base_config("wler", "smoke")
     config.model.op_impl = "cuda"
     config.model.dropout_rate = 1.0
+    config.train.ema_decay = 1.0  # an average that never moves
     with pytest.raises(errors.ConfigError) as e:
         config_check.validate(config)
     assert "model.op_impl='cuda'" in str(e.value) and "model.dropout_rate=1.0" in str(e.value)
+    assert "train.ema_decay=1.0" in str(e.value)
     assert isinstance(e.value, ValueError)
 
 

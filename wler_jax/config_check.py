@@ -70,6 +70,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                   "train.warmup_steps", "train.clip_norm", "input.mix_prob", "input.gain_db"):
         if _get(config, field) < 0:
             problems.append(f"{field}={_get(config, field)!r} (must be >= 0)")
+    if not 0.0 <= config.train.ema_decay < 1.0:
+        problems.append(f"train.ema_decay={config.train.ema_decay} (must be in [0, 1))")
     if config.input.max_frames and config.input.max_frames < 128:
         problems.append(f"input.max_frames={config.input.max_frames} (0 or >= 128)")
     if config.data.name == "folder" and not config.data.path:

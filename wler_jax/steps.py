@@ -10,7 +10,7 @@ Evaluation is `inference.predict`, the same function users call.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,23 @@ from wler_jax import features as features_lib
 from wler_jax.geometry import N_FFTS, SAMPLE_RATE, from_int16, num_frames_for_samples
 from wler_jax.models import ModelSpec
 
-TrainState = train_state.TrainState
+
+
+class TrainState(train_state.TrainState):
+    """flax's TrainState plus `ema_params`, an exponential moving average of `params` kept by
+    the train step when `train.ema_decay` > 0 (None, no leaves, when off: the state's tree is
+    then the one checkpoints held before the field existed)."""
+    ema_params: Any = None
+
+
+def ema_update(ema_params, params, step: jax.Array, decay: float):
+    """One step of the weights' moving average, with TensorFlow's warm start: the decay is
+    min(decay, (1 + step) / (10 + step)), so the first steps' average is not the
+    initialisation's. Written e + (1 - d)(p - e): a parameter that never moves (frozen, the
+    input statistics) stays bit for bit what it was."""
+    t = step.astype(jnp.float32)
+    d = jnp.minimum(jnp.float32(decay), (1.0 + t) / (10.0 + t))
+    return jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), ema_params, params)
 
 
 def scale_batch(batch: dict, n_ffts=N_FFTS, *, step: jax.Array | None = None
@@ -116,7 +132,8 @@ def augment(batch: dict, rng: jax.Array, *, mix_prob: float = 0.0, gain_db: floa
 
 def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array,
                     scales_per_step: str = "all", mix_prob: float = 0.0,
-                    gain_db: float = 0.0, example_norm: float = 0.0) -> Callable:
+                    gain_db: float = 0.0, example_norm: float = 0.0,
+                    ema_decay: float = 0.0) -> Callable:
     """(state, batch) -> (state, metrics): one optimiser step; dropout rng folded per step.
 
     `scales_per_step`: "all" (each step trains on all four scales of its recordings, the
@@ -125,6 +142,8 @@ def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array
     `slat_hop`: hop of SLAT's training windows in frames (unused by WLER).
     `example_norm`: > 0: the loss is the sum over the batch's examples (per scale) divided by
     this constant, not their mean (`feature_loss`).
+    `ema_decay`: > 0 updates `state.ema_params` (`ema_update`) after every step; the state must
+    then carry them (`with_ema`).
     """
     if scales_per_step not in ("all", "one"):
         raise ValueError(f"scales_per_step must be 'all' or 'one', got {scales_per_step!r}")
@@ -142,12 +161,27 @@ def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array
         (value, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch, rng, scale_step)
         state = state.apply_gradients(grads=grads)
+        if ema_decay > 0:
+            state = state.replace(ema_params=ema_update(state.ema_params, state.params,
+                                                        state.step, ema_decay))
         weight = batch["weight"]
         return state, {"loss": value, "grad_norm": optax.tree.norm(grads),
                        "recordings": weight.sum(),
                        "audio_seconds": (batch["num_samples"] * weight).sum() / SAMPLE_RATE, **aux}
 
     return train_step
+
+
+def with_ema(state: TrainState) -> TrainState:
+    """`state` with its moving average started at its current params (copies: the train step
+    donates the state, and one buffer cannot be donated twice)."""
+    return state.replace(ema_params=jax.jit(lambda p: jax.tree.map(jnp.copy, p))(state.params))
+
+
+def eval_params(state: TrainState):
+    """What is evaluated, kept as the best checkpoint and predicted with: the moving average
+    when one is kept, else the params."""
+    return state.params if state.ema_params is None else state.ema_params
 
 
 def make_optimizer(optimizer: str, learning_rate: float, *, adagrad_eps: float = 1e-6,

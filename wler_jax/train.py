@@ -25,8 +25,12 @@ from wler_jax import (checkpoints, compile_cache, data, distributed, errors, eva
 from wler_jax.configs.common import MODEL_FIELDS_BEFORE_ADDED, model_field
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
+# train.ema_decay: on or off changes what the checkpointed state holds.
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
-                     "data.classes", "data.validation_fold", "data.test_fold", "seed")
+                     "data.classes", "data.validation_fold", "data.test_fold", "seed",
+                     "train.ema_decay")
+# Compared fields added after workdirs existed, with the value that behaves as before them.
+FIELDS_BEFORE_ADDED = {"train.ema_decay": 0.0}
 # model.* fields that may differ on resume: the op implementations compute the same function.
 NOT_COMPARED_MODEL_FIELDS = ("op_impl", "conv1_impl")
 
@@ -48,7 +52,7 @@ def _compatible_view(config_dict: dict) -> dict:
             # a workdir written before a field existed resumes under its old value, and only it
             node = {k: v for k, v in {**MODEL_FIELDS_BEFORE_ADDED, **node}.items()
                     if k not in NOT_COMPARED_MODEL_FIELDS}
-        out[field] = node
+        out[field] = FIELDS_BEFORE_ADDED.get(field) if node is None else node
     return out
 
 
@@ -190,6 +194,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         frozen=(("input_norm",) if spec.input_norm else ()) + transfer.freeze_paths(config))
     state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=spec.init(r), tx=tx),
                     out_shardings=replicated)(init_rng)
+    ema_decay = config.train.ema_decay
+    if ema_decay > 0:  # the moving average is part of the state: resumed like the params
+        state = steps.with_ema(state)
+        logging.info("evaluating a moving average of the weights (decay %g per step)", ema_decay)
     transfer.check_freeze(transfer.freeze_paths(config), state.params)
     logging.info("%s model, %d parameters (width %.3g, pooling %s, ops: conv %s, pool %s)",
                  config.method.upper(), models.num_params(state.params), config.model.width,
@@ -225,6 +233,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         params, _ = transfer.init_from_workdir(config, jax.device_get(state.params), class_names,
                                                workdir)
         state = state.replace(params=jax.device_put(params, replicated))
+    if restored is None and ema_decay > 0:  # the average starts at the params trained from
+        state = steps.with_ema(state)
 
     example_norm = 0.0
     if config.train.loss_weighting == "example":
@@ -236,7 +246,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                scales_per_step=config.train.scales_per_step,
                                                mix_prob=config.input.mix_prob,
                                                gain_db=config.input.gain_db,
-                                               example_norm=example_norm),
+                                               example_norm=example_norm,
+                                               ema_decay=ema_decay),
                          donate_argnums=0)
     eval_fn = functools.partial(inference.predict, spec)  # jitted; the predict_fn users call
     if config.get("compile_ahead", True):  # every bucket shape now, not at its first batch
@@ -274,14 +285,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 ckpt.save_latest(step, state, meta)
         meta = {**meta, "epoch": epoch + 1, "batch": 0}
         if (epoch + 1) % config.train.eval_every_epochs == 0 or epoch + 1 == epochs:
-            val = _evaluate_split("validation", eval_fn, state.params, sources, batchers,
-                                  batch_sharding, config, class_names, tables, localisation=False)
+            # with train.ema_decay > 0 the moving average is evaluated and kept as the best
+            val = _evaluate_split("validation", eval_fn, steps.eval_params(state), sources,
+                                  batchers, batch_sharding, config, class_names, tables,
+                                  localisation=False)
             meta["history"].append({"epoch": epoch + 1, "step": step, "mAP": val["mAP"]})
             writer.add_scalar("validation/mAP", val["mAP"], step)
             logging.info("epoch %d: validation mAP %.4f", epoch + 1, val["mAP"])
             if meta["best"] is None or val["mAP"] > meta["best"]["mAP"]:
                 meta["best"] = {"epoch": epoch + 1, "step": step, "mAP": val["mAP"]}
-                ckpt.save_best(step, state.params, meta["best"])
+                ckpt.save_best(step, steps.eval_params(state), meta["best"])
         ckpt.save_latest(step, state, meta)
     ckpt.wait()
     logging.info("train step compiled for %d batch shape(s); %d buckets", len(shapes_seen),

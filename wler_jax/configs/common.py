@@ -102,6 +102,10 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c.train.schedule = "constant"  # constant (paper) | cosine (to 0 at the last step)
     c.train.warmup_steps = 0  # linear warm-up of the learning rate from 0 over N steps
     c.train.clip_norm = 0.0  # > 0: clip the global gradient norm (0 = off)
+    # > 0: keep an exponential moving average of the weights (this decay per step, warm start
+    # min(decay, (1 + step) / (10 + step))); validation, the best checkpoint and so predict,
+    # export and fine-tuning use the average. 0 = off (the paper's plain weights).
+    c.train.ema_decay = 0.0
     # example: the loss is the sum over the batch's examples / the mean examples per batch of
     # the epoch, so each recording (WLER) or window (SLAT) weighs the same whatever its length
     # bucket | batch: the mean over the batch's examples (the old default: a 60-s recording alone in
