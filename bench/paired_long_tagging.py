@@ -11,7 +11,9 @@ and each long split (validation, test): both runs' tagging mAP, each one's perce
 interval over recordings, and the interval of their difference from the same resamples
 (`wler_jax.evaluate.paired_bootstrap_map_ci`). Why: a sweep's per-seed spread mixes how
 differently runs train with how much one small evaluation set moves a figure; this separates
-the second out.
+the second out. Each pair also gets `trained_params_max_abs_diff`: how far apart the two runs'
+final trained weights are (their `checkpoints/latest`; 0 when a recipe changes only what is
+evaluated, e.g. `train.ema_decay`, so that its pairs differ in nothing else; None without them).
 """
 from __future__ import annotations
 
@@ -27,6 +29,33 @@ import real_mixtures  # noqa: E402
 
 SPLITS = (("validation", "long_val_predictions.json", "mixtures_val"),
           ("test", "long_predictions.json", "mixtures"))
+
+
+def trained_params(workdir: str):
+    """The weights of a run's last train state, or None when it has no checkpoints."""
+    from wler_jax import checkpoints
+
+    root = os.path.join(workdir, "checkpoints")
+    if not all(os.path.isdir(os.path.join(root, d)) for d in ("latest", "best")):
+        return None
+    ckpt = checkpoints.Checkpointer(workdir)
+    try:
+        state = ckpt.read_latest()
+    finally:
+        ckpt.close()
+    return None if state is None else state["params"]
+
+
+def params_max_abs_diff(a, b) -> float | None:
+    """Largest absolute difference between two weight trees (None if either is missing or
+    they are not the same model)."""
+    import jax
+    import numpy as np
+
+    if a is None or b is None or jax.tree.structure(a) != jax.tree.structure(b):
+        return None
+    return max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def paired_run(run: dict, base: dict, num_resamples: int = 1000) -> dict:
@@ -52,6 +81,8 @@ def paired_run(run: dict, base: dict, num_resamples: int = 1000) -> dict:
         out[split] = {"num_recordings": len(files), "mAP": a, "baseline_mAP": b,
                       "ci95": ci["a"], "baseline_ci95": ci["b"], "diff": a - b,
                       "diff_ci95": ci["diff"]}
+    out["trained_params_max_abs_diff"] = params_max_abs_diff(
+        trained_params(run["workdir"]), trained_params(base["workdir"]))
     return out
 
 
@@ -72,11 +103,14 @@ def main() -> None:
     pairs = {}
     for seed in seeds:
         pairs[seed] = paired_run(runs[args.sweep][seed], runs[args.baseline][seed])
-        for split, p in pairs[seed].items():
+        for split in ("validation", "test"):
+            p = pairs[seed][split]
             print(f"seed {seed} long {split:10s} {p['mAP']:.3f} [{p['ci95'][0]:.3f}, "
                   f"{p['ci95'][1]:.3f}]  baseline {p['baseline_mAP']:.3f} "
                   f"[{p['baseline_ci95'][0]:.3f}, {p['baseline_ci95'][1]:.3f}]  diff "
                   f"{p['diff']:+.3f} [{p['diff_ci95'][0]:+.3f}, {p['diff_ci95'][1]:+.3f}]")
+        print(f"seed {seed} trained weights, largest difference: "
+              f"{pairs[seed]['trained_params_max_abs_diff']}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"sweep": os.path.basename(args.sweep),

@@ -73,9 +73,7 @@ def _config(tmp, epochs):
 def _latest_state(workdir):
     ckpt = checkpoints.Checkpointer(workdir)
     best, meta = ckpt.restore_best()
-    step = ckpt.latest.latest_step()
-    latest = ckpt.latest.restore(step, args=checkpoints.ocp.args.Composite(
-        state=checkpoints.ocp.args.StandardRestore()))["state"]
+    step, latest = ckpt.latest.latest_step(), ckpt.read_latest()
     ckpt.close()
     return best, meta, step, latest
 

@@ -378,6 +378,24 @@ def test_paired_long_tagging_aligns_recordings_and_refuses_two_builds(tmp_path):
         assert moved[split]["diff"] == pytest.approx(want) and abs(want) > 0.05
     with pytest.raises(SystemExit, match="one build"):
         paired.paired_run(run("other", scores, range(24), build=str(tmp_path)), base)
+    assert same["trained_params_max_abs_diff"] is None  # no checkpoints in these workdirs
+
+    # With checkpoints: the largest difference of the two runs' last trained weights.
+    from wler_jax import checkpoints
+    weights = {"conv1": {"kernel": rng.normal(size=(3, 3)).astype(np.float32)},
+               "fc2": {"bias": np.zeros(4, np.float32)}}
+    for tag, shift in (("base", 0.0), ("shuffled", 0.0), ("swapped", 0.25)):
+        ckpt = checkpoints.Checkpointer(str(tmp_path / tag))
+        moved_weights = {**weights, "fc2": {"bias": weights["fc2"]["bias"] + shift}}
+        ckpt.save_latest(7, {"step": 7, "params": moved_weights}, {"epoch": 1})
+        ckpt.save_best(7, moved_weights, {"epoch": 1})
+        ckpt.wait()
+        ckpt.close()
+    read = {tag: paired.trained_params(str(tmp_path / tag)) for tag in ("base", "swapped")}
+    assert paired.params_max_abs_diff(read["base"], paired.trained_params(
+        str(tmp_path / "shuffled"))) == 0.0
+    assert paired.params_max_abs_diff(read["swapped"], read["base"]) == pytest.approx(0.25)
+    assert paired.params_max_abs_diff(read["base"], {"other": read["base"]}) is None
 
 
 def test_override_runs_get_their_own_folder():

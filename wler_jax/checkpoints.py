@@ -56,6 +56,15 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         return out.state, out.meta
 
+    def read_latest(self) -> dict | None:
+        """The latest train state as saved (nested dicts of arrays: step, params, opt_state,
+        ema_params when kept), without an abstract state: for readers outside training."""
+        step = self.latest.latest_step()
+        if step is None:
+            return None
+        return self.latest.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore()))["state"]
+
     def restore_best(self) -> tuple[Any, dict]:
         """(params, meta) of the best checkpoint, as host-loadable arrays."""
         step = self.best.latest_step()
