@@ -23,7 +23,6 @@ from wler_jax.geometry import N_FFTS, SAMPLE_RATE, from_int16, num_frames_for_sa
 from wler_jax.models import ModelSpec
 
 
-
 class TrainState(train_state.TrainState):
     """flax's TrainState plus `ema_params`, an exponential moving average of `params` kept by
     the train step when `train.ema_decay` > 0 (None, no leaves, when off: the state's tree is
@@ -31,7 +30,7 @@ class TrainState(train_state.TrainState):
     ema_params: Any = None
 
 
-def ema_update(ema_params, params, step: jax.Array, decay: float):
+def ema_update(ema_params: Any, params: Any, step: jax.Array, decay: float) -> Any:
     """One step of the weights' moving average, with TensorFlow's warm start: the decay is
     min(decay, (1 + step) / (10 + step)), so the first steps' average is not the
     initialisation's. Written e + (1 - d)(p - e): a parameter that never moves (frozen, the
@@ -162,6 +161,8 @@ def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array
             state.params, batch, rng, scale_step)
         state = state.apply_gradients(grads=grads)
         if ema_decay > 0:
+            if state.ema_params is None:  # at trace time: a clear error, not a tree mismatch
+                raise ValueError("ema_decay > 0 needs a state with ema_params (steps.with_ema)")
             state = state.replace(ema_params=ema_update(state.ema_params, state.params,
                                                         state.step, ema_decay))
         weight = batch["weight"]
@@ -178,7 +179,7 @@ def with_ema(state: TrainState) -> TrainState:
     return state.replace(ema_params=jax.jit(lambda p: jax.tree.map(jnp.copy, p))(state.params))
 
 
-def eval_params(state: TrainState):
+def eval_params(state: TrainState) -> Any:
     """What is evaluated, kept as the best checkpoint and predicted with: the moving average
     when one is kept, else the params."""
     return state.params if state.ema_params is None else state.ema_params
