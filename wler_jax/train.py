@@ -22,15 +22,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wler_jax import (checkpoints, compile_cache, data, distributed, errors, evaluate, geometry,
                       inference, input_pipeline, input_stats, models, steps, transfer)
-from wler_jax.configs.common import MODEL_FIELDS_BEFORE_ADDED, model_field
+from wler_jax.configs.common import FIELDS_BEFORE_ADDED, MODEL_FIELDS_BEFORE_ADDED, model_field
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 # train.ema_decay: on or off changes what the checkpointed state holds.
 COMPATIBLE_FIELDS = ("method", "model", "data.name", "data.size", "data.seed", "data.path",
                      "data.classes", "data.validation_fold", "data.test_fold", "seed",
                      "train.ema_decay")
-# Compared fields added after workdirs existed, with the value that behaves as before them.
-FIELDS_BEFORE_ADDED = {"train.ema_decay": 0.0}
 # model.* fields that may differ on resume: the op implementations compute the same function.
 NOT_COMPARED_MODEL_FIELDS = ("op_impl", "conv1_impl")
 
@@ -196,7 +194,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     out_shardings=replicated)(init_rng)
     ema_decay = config.train.ema_decay
     if ema_decay > 0:  # the moving average is part of the state: resumed like the params
-        state = steps.with_ema(state)
+        # (the params stand in for its shapes in the restore below; a fresh run replaces them
+        # with a copy once its start params are final)
+        state = state.replace(ema_params=state.params)
         logging.info("evaluating a moving average of the weights (decay %g per step)", ema_decay)
     transfer.check_freeze(transfer.freeze_paths(config), state.params)
     logging.info("%s model, %d parameters (width %.3g, pooling %s, ops: conv %s, pool %s)",

@@ -161,6 +161,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
 # resuming and fine-tuning alike.
 MODEL_FIELDS_BEFORE_ADDED = {"op_impl": "auto", "conv1_impl": "plain", "input_norm": "none",
                              "head_bias_init": "zeros"}
+# Other fields a resumed workdir is compared on (train.COMPATIBLE_FIELDS), added after workdirs
+# existed: dotted name -> the value that behaves as before the field.
+FIELDS_BEFORE_ADDED = {"train.ema_decay": 0.0}
 
 
 def model_field(model, name: str):
