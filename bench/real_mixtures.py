@@ -2,7 +2,7 @@
 
   python bench/real_mixtures.py --source=/work/realdata/sased --out=/work/realdata/bench
   python bench/real_mixtures.py --source=... --out=... --train --seeds=5 [--size=cpu]
-      [--epochs=72] [--override=model.width=0.25 ...] [--json=bench/results/real_mixtures_cpu.json]
+      [--epochs=72] [--width=0.125] [--override=train.ema_decay=0.999 ...] [--json=PATH]
   python bench/real_mixtures.py ... --train --first_seed=3 --seeds=2 --json=b.json  # more seeds
   python bench/real_mixtures.py --merge a.json b.json --json=ab.json  # one summary, no training
   python bench/real_mixtures.py ... --train --folds=5 --seeds=5  # 5-fold cross-validation
@@ -118,6 +118,13 @@ TRAIN_MIX_SEED_OFFSET = 20_000  # their seeds, apart from the test and validatio
 # weak mixtures double the audio per epoch, so 36 epochs now take about the time 72 took
 # (3,744 optimiser steps instead of 4,896 on fold 0 of part 9, longer recordings packing better).
 CPU_EPOCHS = 36
+# Channel width at --size=cpu. The preset's 0.125 (16 conv1 channels) left 2 of 10 WLER runs
+# near chance for 12 epochs on this corpus, with 7-8 of conv1's channels linear at
+# initialisation (raw dB input); at 0.25 (24) every run started and long validation tagging
+# rose from 0.667 +- 0.072 to 0.700 +- 0.033 over 8 runs, for ~10-15 % more training time
+# (bench/README.md, "Learning, part 12"). The synthetic default keeps 0.125.
+CPU_WIDTH = 0.25
+PRESET_CPU_WIDTH = 0.125  # configs' `cpu` width: no override needed (the folder name as before)
 
 
 def class_of(name: str) -> str:
@@ -599,14 +606,21 @@ def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtu
                                                  "segment_recall", "psds1", "psds2")}}
 
 
-def run_overrides(size: str, epochs: int | None, overrides: list[str]) -> list[str]:
-    """The config overrides of every run: `--epochs` (default CPU_EPOCHS at size cpu) first,
-    unless an explicit `train.epochs=` override is given. They also name the run folder, so a
-    run with other epochs never resumes from this one's workdir."""
+def run_overrides(size: str, epochs: int | None, overrides: list[str],
+                  width: float | None = None) -> list[str]:
+    """The config overrides of every run: `--epochs` (default CPU_EPOCHS at size cpu), then
+    `--width` (default CPU_WIDTH at size cpu; none when it is the preset's own), each unless an
+    explicit `train.epochs=` / `model.width=` override is given. They also name the run folder,
+    so a run with other epochs or width never resumes from this one's workdir."""
     epochs = epochs or (CPU_EPOCHS if size == "cpu" else None)
+    width = width if width is not None else (CPU_WIDTH if size == "cpu" else None)
+    head = []
     if epochs and not any(o.startswith("train.epochs=") for o in overrides):
-        return [f"train.epochs={epochs}", *overrides]
-    return list(overrides)
+        head.append(f"train.epochs={epochs}")
+    if (width is not None and not (size == "cpu" and width == PRESET_CPU_WIDTH)
+            and not any(o.startswith("model.width=") for o in overrides)):
+        head.append(f"model.width={width:g}")
+    return [*head, *overrides]
 
 
 def variant_slug(overrides: list[str]) -> str:
@@ -944,6 +958,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"training epochs (default {CPU_EPOCHS} at --size=cpu, about the "
                              "time 72 took before the weak mixtures; else the preset's)")
+    parser.add_argument("--width", type=float, default=None,
+                        help=f"model.width (default {CPU_WIDTH:g} at --size=cpu, where the "
+                             f"preset's {PRESET_CPU_WIDTH:g} started 2 of 10 WLER runs slowly; "
+                             "else the preset's)")
     parser.add_argument("--override", action="append", default=[],
                         help="config field=value for every run (repeatable), e.g. model.width=0.25")
     parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs")
@@ -959,7 +977,7 @@ def main() -> None:
     if not args.source or not args.out:
         parser.error("--source and --out are required (unless --merge)")
 
-    args.override = run_overrides(args.size, args.epochs, args.override)
+    args.override = run_overrides(args.size, args.epochs, args.override, args.width)
     if args.folds == 1 or args.folds < 0:
         parser.error("--folds must be 0 (one fixed split) or at least 2")
     context_seconds = tuple(float(x) for x in args.context_seconds.split(","))

@@ -407,11 +407,16 @@ def test_override_runs_get_their_own_folder():
     assert len(slug) <= 193 and slug != rm.variant_slug(many[:-1] + ["model.field_19=other"])
 
 
-def test_cpu_runs_train_the_benchmark_epochs_unless_overridden():
-    assert rm.run_overrides("cpu", None, []) == [f"train.epochs={rm.CPU_EPOCHS}"]
-    assert rm.run_overrides("cpu", 10, ["model.width=0.25"]) == [
-        "train.epochs=10", "model.width=0.25"]
-    assert rm.run_overrides("cpu", None, ["train.epochs=8"]) == ["train.epochs=8"]
+def test_cpu_runs_train_the_benchmark_epochs_and_width_unless_overridden():
+    default = [f"train.epochs={rm.CPU_EPOCHS}", f"model.width={rm.CPU_WIDTH:g}"]
+    assert rm.run_overrides("cpu", None, []) == default
+    # part 12's runs named their folders with exactly these overrides: the default resumes them
+    assert default == ["train.epochs=36", "model.width=0.25"]
+    assert rm.run_overrides("cpu", 10, ["model.width=0.5"]) == ["train.epochs=10", "model.width=0.5"]
+    assert rm.run_overrides("cpu", None, ["train.epochs=8"]) == [default[1], "train.epochs=8"]
+    # the preset's own width adds nothing: the folder of the runs before CPU_WIDTH
+    assert rm.run_overrides("cpu", None, [], width=0.125) == [default[0]]
+    assert rm.run_overrides("cpu", None, [], width=0.5) == [default[0], "model.width=0.5"]
     assert rm.run_overrides("smoke", None, []) == []  # other sizes keep their preset's epochs
     # the epochs name the folder: a workdir of other epochs is never resumed as this one
     assert rm.variant_slug(rm.run_overrides("cpu", None, [])) != rm.variant_slug(
