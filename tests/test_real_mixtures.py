@@ -412,7 +412,8 @@ def test_cpu_runs_train_the_benchmark_epochs_and_width_unless_overridden():
     assert rm.run_overrides("cpu", None, []) == default
     # part 12's runs named their folders with exactly these overrides: the default resumes them
     assert default == ["train.epochs=36", "model.width=0.25"]
-    assert rm.run_overrides("cpu", 10, ["model.width=0.5"]) == ["train.epochs=10", "model.width=0.5"]
+    assert rm.run_overrides("cpu", 10, ["model.width=0.5"]) == [
+        "train.epochs=10", "model.width=0.5"]
     assert rm.run_overrides("cpu", None, ["train.epochs=8"]) == [default[1], "train.epochs=8"]
     # the preset's own width adds nothing: the folder of the runs before CPU_WIDTH
     assert rm.run_overrides("cpu", None, [], width=0.125) == [default[0]]
