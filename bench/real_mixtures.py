@@ -124,7 +124,6 @@ CPU_EPOCHS = 36
 # rose from 0.667 +- 0.072 to 0.700 +- 0.033 over 8 runs, for ~10-15 % more training time
 # (bench/README.md, "Learning, part 12"). The synthetic default keeps 0.125.
 CPU_WIDTH = 0.25
-PRESET_CPU_WIDTH = 0.125  # configs' `cpu` width: no override needed (the folder name as before)
 
 
 def class_of(name: str) -> str:
@@ -606,18 +605,26 @@ def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtu
                                                  "segment_recall", "psds1", "psds2")}}
 
 
+def preset_width(size: str) -> float:
+    """`model.width` of the folder dataset's preset at `size` (configs/common.py)."""
+    from wler_jax.configs.common import base_config
+
+    return float(base_config("wler", f"folder,{size}").model.width)
+
+
 def run_overrides(size: str, epochs: int | None, overrides: list[str],
                   width: float | None = None) -> list[str]:
     """The config overrides of every run: `--epochs` (default CPU_EPOCHS at size cpu), then
-    `--width` (default CPU_WIDTH at size cpu; none when it is the preset's own), each unless an
-    explicit `train.epochs=` / `model.width=` override is given. They also name the run folder,
-    so a run with other epochs or width never resumes from this one's workdir."""
+    `--width` (default CPU_WIDTH at size cpu; none when it is the preset's own, so such runs keep
+    the folder they had before `--width`), each unless an explicit `train.epochs=` /
+    `model.width=` override is given. They also name the run folder, so a run with other epochs
+    or width never resumes from this one's workdir."""
     epochs = epochs or (CPU_EPOCHS if size == "cpu" else None)
     width = width if width is not None else (CPU_WIDTH if size == "cpu" else None)
     head = []
     if epochs and not any(o.startswith("train.epochs=") for o in overrides):
         head.append(f"train.epochs={epochs}")
-    if (width is not None and not (size == "cpu" and width == PRESET_CPU_WIDTH)
+    if (width is not None and width != preset_width(size)
             and not any(o.startswith("model.width=") for o in overrides)):
         head.append(f"model.width={width:g}")
     return [*head, *overrides]
@@ -960,10 +967,11 @@ def main() -> None:
                              "time 72 took before the weak mixtures; else the preset's)")
     parser.add_argument("--width", type=float, default=None,
                         help=f"model.width (default {CPU_WIDTH:g} at --size=cpu, where the "
-                             f"preset's {PRESET_CPU_WIDTH:g} started 2 of 10 WLER runs slowly; "
-                             "else the preset's)")
+                             "preset's own width started 2 of 10 WLER runs slowly; else the "
+                             "preset's)")
     parser.add_argument("--override", action="append", default=[],
-                        help="config field=value for every run (repeatable), e.g. model.width=0.25")
+                        help="config field=value for every run (repeatable), "
+                             "e.g. train.ema_decay=0.999")
     parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs")
     parser.add_argument("--verbose", action="store_true", help="training logs (epochs, mAP)")
     parser.add_argument("--json", default=None,

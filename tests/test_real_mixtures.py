@@ -418,6 +418,7 @@ def test_cpu_runs_train_the_benchmark_epochs_and_width_unless_overridden():
     # the preset's own width adds nothing: the folder of the runs before CPU_WIDTH
     assert rm.run_overrides("cpu", None, [], width=0.125) == [default[0]]
     assert rm.run_overrides("cpu", None, [], width=0.5) == [default[0], "model.width=0.5"]
+    assert rm.preset_width("cpu") == 0.125 and rm.preset_width("full") == 1.0
     assert rm.run_overrides("smoke", None, []) == []  # other sizes keep their preset's epochs
     # the epochs name the folder: a workdir of other epochs is never resumed as this one
     assert rm.variant_slug(rm.run_overrides("cpu", None, [])) != rm.variant_slug(
