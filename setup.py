@@ -20,7 +20,7 @@ INSTALL_REQUIRES = [
     "tensorboardX==2.6.5",
     "scikit-learn==1.9.1",
     "sed_scores_eval==0.0.4",
-    "pandas==3.1.1",  # sed_scores_eval 0.0.4 + pandas 3: see wler_jax/localisation.py
+    "pandas==3.1.1",  # sed_scores_eval 0.0.4 + pandas 3: see wler_jax/serving/localisation.py
     "setuptools==80.9.0",  # sed_eval -> dcase_util imports pkg_resources (gone in setuptools 81+)
     "absl-py==2.5.1",
     "tqdm==4.70.1",

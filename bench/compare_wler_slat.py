@@ -132,7 +132,8 @@ def main() -> None:
 
     from absl import logging
     from wler_jax.configs.common import apply_override, base_config
-    from wler_jax import config_check, train
+    from wler_jax.training import config_check
+    from wler_jax.training import train
 
     logging.set_verbosity(logging.INFO)
     tag = args.variant.replace(",", "_") or "default"

@@ -48,7 +48,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from wler_jax import features, geometry, models  # noqa: E402
+from wler_jax import features, geometry  # noqa: E402
+from wler_jax.model import networks as models  # noqa: E402
 from bench_utils import noise_and_tones, write_json  # noqa: E402
 
 SR = geometry.SAMPLE_RATE

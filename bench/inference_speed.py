@@ -42,7 +42,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import jax  # noqa: E402
 
-from wler_jax import chunked, inference, models, predict  # noqa: E402
+from wler_jax import predict  # noqa: E402
+
+from wler_jax.serving import chunked
+
+from wler_jax.serving import inference
+
+from wler_jax.model.spec import ModelSpec
 from wler_jax.geometry import SAMPLE_RATE  # noqa: E402
 from bench_utils import noise_and_tones  # noqa: E402
 
@@ -52,7 +58,7 @@ NUM_CLASSES = 10
 
 def random_model(width: float, seed: int = 0) -> predict.Model:
     """A WLER model with numpy-drawn LeCun-normal weights (no training, no init compile)."""
-    spec = models.ModelSpec("wler", NUM_CLASSES, width)
+    spec = ModelSpec("wler", NUM_CLASSES, width)
     shapes = jax.eval_shape(spec.init, jax.random.key(0))
     rng = np.random.default_rng(seed)
 

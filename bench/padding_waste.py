@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from wler_jax import geometry  # noqa: E402
-from wler_jax import input_pipeline as ip  # noqa: E402
+from wler_jax.data import input_pipeline as ip  # noqa: E402
 
 SR = geometry.SAMPLE_RATE
 

@@ -52,19 +52,19 @@ def apply_overrides(config, pairs: list[str]) -> None:
 
 
 def load_sources(config, synthetic: str | None):
-    """(sources, class_names): `data.load(config)`, or a synthetic set of a custom size."""
-    from wler_jax import data
+    """(sources, class_names): `splits.load(config)`, or a synthetic set of a custom size."""
+    from wler_jax.data import splits
 
     if not synthetic:
-        sources, class_names, _ = data.load(config)
+        sources, class_names, _ = splits.load(config)
         return sources, class_names
-    from wler_jax.datasets import registry, synthetic_audio
+    from wler_jax.data.datasets import registry, synthetic_audio
 
     counts = [float(v) for v in synthetic.split(",")]
     if len(counts) != 6:
         raise ValueError("--synthetic wants TRAIN,VAL,TEST,MIN_S,MAX_S,MEDIAN_S")
     preset = synthetic_audio.SizePreset(*(int(c) for c in counts[:3]), *counts[3:])
-    data_dir = os.path.expanduser(config.data.data_dir or data.DEFAULT_DATA_DIR)
+    data_dir = os.path.expanduser(config.data.data_dir or splits.DEFAULT_DATA_DIR)
     start = time.perf_counter()
     sources, class_names, _ = registry.load_splits("synthetic", data_dir=data_dir,
                                                    manual_dir=None, size=preset, seed=0)
@@ -92,7 +92,9 @@ def main() -> None:
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from wler_jax import input_pipeline as ip, steps, train
+    from wler_jax.data import input_pipeline as ip
+    from wler_jax.training import steps
+    from wler_jax.training import train
     from wler_jax.configs.common import base_config
     from bench_utils import write_json
     from train_speed import analytic_flops, jax_matmul

@@ -40,7 +40,7 @@ Build (always; reused when `--out` already holds the same build):
     training or validation audio in them) into a background at an event-to-background ratio
     uniform in [-6, +6] dB (RMS over the event vs the background's RMS; DCASE 2016 task 2 used
     -6, 0 and +6 dB). The corpus ships no isolated background, so the background is the
-    synthetic set's generator (`wler_jax.datasets.synthetic_audio`: coloured noise, optional
+    synthetic set's generator (`wler_jax.data.datasets.synthetic_audio`: coloured noise, optional
     hum and babble, unlabelled clicks/beeps/thuds) at -35 dBFS RMS. `mixtures.csv`
     (path,labels,duration) holds the weak labels and `mixtures_events.tsv` the event times
     (DCASE format: filename, onset, offset, event_label).
@@ -50,14 +50,14 @@ Build (always; reused when `--out` already holds the same build):
     existing build without touching its other files).
 
 Train (`--train`): for SLAT and WLER and `--seeds` seeds from `--first_seed`,
-`wler_jax.train.train_and_evaluate` on `configs/{slat,wler}.py:folder,<size>` with
+`wler_jax.training.train.train_and_evaluate` on `configs/{slat,wler}.py:folder,<size>` with
 `data.path=<train_set>.csv` (`--train_set=weak`, the default, or `clips`; clip validation/test
 mAP), then
 `python -m wler_jax.predict` on the mixtures (a subprocess, the CLI users run): tagging mAP of
 the long recordings (per-class AP of the clip scores over recordings, as `wler_jax.evaluate`;
 the validation mixtures' too, as `long_val_tagging_mAP`),
 and localisation from the segment scores against the TSV (segment-based F1 at the threshold and
-PSDS 1/2, `wler_jax.localisation`). Writes JSON (`runs`, `summary` with mean, std and a 95 %
+PSDS 1/2, `wler_jax.serving.localisation`). Writes JSON (`runs`, `summary` with mean, std and a 95 %
 t-interval per method, and the paired WLER - SLAT difference) and prints a table.
 Workdirs are `<out>/runs/<train_set>/<size><+override...>/<method>_seed<k>` (the overrides,
 `--epochs` first, name the folder); they are retrained from scratch unless `--resume` (a
@@ -306,7 +306,7 @@ def _rms(x: np.ndarray) -> float:
 
 def _background(rng: np.random.Generator, n: int) -> np.ndarray:
     """The synthetic set's background generator at BACKGROUND_DBFS RMS ([n] float)."""
-    from wler_jax.datasets import synthetic_audio
+    from wler_jax.data.datasets import synthetic_audio
 
     return 10 ** (BACKGROUND_DBFS / 20) * synthetic_audio._background(rng, n)
 
@@ -584,7 +584,8 @@ def long_tags(pred: dict, out: str, name: str = "mixtures"
 
 def evaluate_long(pred_json: str, out: str, threshold: float, name: str = "mixtures") -> dict:
     """Tagging mAP and localisation of the predict CLI's output against the mixtures."""
-    from wler_jax import evaluate, geometry, localisation
+    from wler_jax import evaluate, geometry
+    from wler_jax.serving import localisation
 
     with open(pred_json) as f:
         pred = json.load(f)
@@ -641,7 +642,8 @@ def variant_slug(overrides: list[str]) -> str:
 
 def train_one(method: str, seed: int, args, out: str) -> dict:
     from wler_jax.configs.common import apply_override, base_config
-    from wler_jax import config_check, train
+    from wler_jax.training import config_check
+    from wler_jax.training import train
 
     config = base_config(method, f"folder,{args.size}")
     config.seed = seed

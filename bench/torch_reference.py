@@ -1,13 +1,13 @@
 """PyTorch twins of N_W (WLER) and N_S (SLAT), their loss and Adagrad step, for bench/ only.
 
-The same networks as `wler_jax.models`, written the plain PyTorch way (NCHW, eager), so that
+The same networks as `wler_jax.model.networks`, written the plain PyTorch way (NCHW, eager), so that
 `bench/train_speed.py` can time the project's JAX train step against a PyTorch implementation
 of the identical network and loss in the same process. Layout NCHW with H = time, W = mel: the
 Flax NHWC kernels (HWIO) map onto PyTorch's OIHW with the same spatial orientation.
 
 Identical to the JAX models (DESIGN §2-3): conv 3x3 SAME (padding 1) + ReLU + 2x2 max pool
 (floor: a trailing odd row/column is dropped) five times, 96/128/128/256/256 channels (scaled by
-`width` exactly like `wler_jax.models.scaled`); N_W masks every conv input to the example's
+`width` exactly like `wler_jax.model.networks.scaled`); N_W masks every conv input to the example's
 valid length at that resolution and pads input like `models.prepare_input`, then dropout 0.5 ->
 FCv1 4x4 VALID -> ReLU -> dropout 0.5 -> FCv2 1x1 -> masked global max over segments; N_S
 flattens 4x4xC5 -> dropout -> Dense -> ReLU -> dropout -> Dense. Loss: BCE with logits averaged
@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from wler_jax.features import FLOOR_DB  # noqa: E402
 from wler_jax.geometry import SEGMENT_FRAMES, SEGMENT_HOP  # noqa: E402
-from wler_jax.models import HEAD_SIZE, PAPER_FILTERS, PAPER_HIDDEN, scaled  # noqa: E402
+from wler_jax.model.networks import HEAD_SIZE, PAPER_FILTERS, PAPER_HIDDEN, scaled  # noqa: E402
 
 
 def prepare_input(features: torch.Tensor, num_frames: torch.Tensor):

@@ -3,11 +3,11 @@
 Times, in one process on one device:
   * "model step" cases, on precomputed features, against a PyTorch implementation of the
     identical network, loss and optimiser (`bench/torch_reference.py`, NCHW, eager):
-      - train_B{B}_T{T}: N_W (`models.WLER`) on B feature maps of T frames (default 8 x 1280),
+      - train_B{B}_T{T}: N_W (`networks.WLER`) on B feature maps of T frames (default 8 x 1280),
         BCE (`steps.feature_loss`, Eq. 2) weighted over examples, Adagrad(1e-3) from
         `steps.make_optimizer`, one `TrainState.apply_gradients`; dropout rng folded with the
         step; jitted with `donate_argnums=0` exactly like `main`'s step;
-      - train_slat_B{N}_T128: N_S (`models.SegmentNet`, dense head) on N 128-frame windows
+      - train_slat_B{N}_T128: N_S (`networks.SegmentNet`, dense head) on N 128-frame windows
         (default 32), the same loss and optimiser;
       - infer_B{B}_T{T}: N_W's inference forward (no dropout) -> clip logits.
   * "full step" cases: the real `steps.make_train_step` (what `main` jits) on an int16
@@ -109,7 +109,11 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 from wler_jax import features as features_lib  # noqa: E402
-from wler_jax import geometry, input_pipeline, models, steps  # noqa: E402
+from wler_jax import geometry  # noqa: E402
+from wler_jax.training import steps  # noqa: E402
+from wler_jax.data import input_pipeline
+from wler_jax.model import networks
+from wler_jax.model.spec import CONV1_IMPLS, ModelSpec, OPS, resolve_conv1, resolve_ops
 from bench_utils import write_json  # noqa: E402
 
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
@@ -153,7 +157,7 @@ def compile_aot(fn, *args, donate_argnums=()):
 
 def conv_stack_layer_flops(frames: int, width: float) -> list[float]:
     """Forward FLOPs of each 3x3 SAME conv of the stack on one [frames, 128] input."""
-    chans = [1] + [models.scaled(f, width) for f in models.PAPER_FILTERS]
+    chans = [1] + [networks.scaled(f, width) for f in networks.PAPER_FILTERS]
     t, m, out = frames, geometry.N_MELS, []
     for cin, cout in zip(chans[:-1], chans[1:]):
         out.append(2.0 * 3 * 3 * cin * cout * t * m)
@@ -163,9 +167,9 @@ def conv_stack_layer_flops(frames: int, width: float) -> list[float]:
 
 def analytic_flops(kind: str, frames: int, width: float, num_classes: int = NUM_CLASSES) -> dict:
     """Analytic FLOPs of one example: {"forward", "train"} (see the module docstring)."""
-    c5 = models.scaled(models.PAPER_FILTERS[-1], width)
-    hidden = models.scaled(models.PAPER_HIDDEN, width)
-    h = models.HEAD_SIZE
+    c5 = networks.scaled(networks.PAPER_FILTERS[-1], width)
+    hidden = networks.scaled(networks.PAPER_HIDDEN, width)
+    h = networks.HEAD_SIZE
     if kind == "wler":
         frames = geometry.padded_frames(frames)
         convs = conv_stack_layer_flops(frames, width)
@@ -214,23 +218,23 @@ def waveform_batch(rng: np.random.Generator, recordings: int, frames: int) -> di
 CONV1_IMPL = "plain"  # --conv1_impl: the config field model.conv1_impl
 
 
-def make_model(kind: str, width: float, dtype) -> models.ModelSpec:
+def make_model(kind: str, width: float, dtype) -> ModelSpec:
     """N_W ("wler") or N_S ("slat") as training builds it: a `ModelSpec`, ops for this process's
-    devices (`models.resolve_ops("auto")`, `models.resolve_conv1(CONV1_IMPL)`), dropout 0.5."""
-    conv_impl, pool_impl = models.OPS[models.resolve_ops("auto")]
-    return models.ModelSpec(kind, NUM_CLASSES, width, dtype=jnp.dtype(dtype).name,
+    devices (`resolve_ops("auto")`, `resolve_conv1(CONV1_IMPL)`), dropout 0.5."""
+    conv_impl, pool_impl = OPS[resolve_ops("auto")]
+    return ModelSpec(kind, NUM_CLASSES, width, dtype=jnp.dtype(dtype).name,
                             conv_impl=conv_impl, pool_impl=pool_impl,
-                            conv1_impl=models.resolve_conv1(CONV1_IMPL))
+                            conv1_impl=resolve_conv1(CONV1_IMPL))
 
 
-def init_state(spec: models.ModelSpec, seed: int = 0):
+def init_state(spec: ModelSpec, seed: int = 0):
     """Float32 params (`spec.init`, as training) in a TrainState."""
     params = jax.jit(spec.init)(jax.random.key(seed))
     tx = steps.make_optimizer("adagrad", LEARNING_RATE)
     return steps.TrainState.create(apply_fn=None, params=params, tx=tx)
 
 
-def make_model_loss(spec: models.ModelSpec):
+def make_model_loss(spec: ModelSpec):
     """loss(params, batch, rng) on precomputed features: `steps.feature_loss`, the training loss
     minus the log-mel (SLAT: each 128-frame feature map is one window)."""
 
@@ -276,7 +280,7 @@ def jax_train_case(kind: str, batch_np: dict, args, dtype, base_rng) -> dict:
     step, compile_s, xla_gflop = compile_aot(make_model_step(loss_fn, base_rng), state, batch,
                                              donate_argnums=0)
     out = {"params_np": params_np, "compile_s": compile_s, "xla_gflop": xla_gflop,
-           "num_params": models.num_params(state.params)}
+           "num_params": networks.num_params(state.params)}
     runner = Carry(step, state, batch)
     out["step"] = time_calls(runner, args.reps)
     out["final_loss"] = float(runner()["loss"])
@@ -667,7 +671,7 @@ def main():
                         default=["train", "train_slat", "infer", "full", "full_slat"],
                         choices=["train", "train_slat", "infer", "full", "full_slat"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--conv1_impl", choices=models.CONV1_IMPLS, default="plain",
+    parser.add_argument("--conv1_impl", choices=CONV1_IMPLS, default="plain",
                         help="C1P1 as XLA ops or one fused Pallas kernel (conv1_pallas)")
     parser.add_argument("--json", default=None,
                         help="output path; default bench/results/train_speed_<device>[_quick].json")

@@ -15,7 +15,7 @@ Four ways to a classifier, each scored by clip mAP on the same test split:
                  (`train.init_from`; `train.freeze=--freeze`, "" = everything trains).
   (c) probe      scikit-learn logistic regression (one per class, standardised inputs, C chosen
                  on validation mAP from a small grid) on the source model's clip embeddings
-                 (`wler_jax.embeddings`: FCv1 activations, the four scales averaged; masked mean
+                 (`wler_jax.serving.embeddings`: FCv1 activations, the four scales averaged; masked mean
                  and max over segments concatenated, `--probe_pooling`) of every clip.
   (d) logmel     the same probe on mean and std over time of each mel band of the log-mel, at
                  each of the four scales (1024 numbers per clip): the no-network baseline.
@@ -86,7 +86,8 @@ def target_config(args, seed: int):
 
 
 def train_run(condition: str, seed: int, args, source: str) -> dict:
-    from wler_jax import config_check, train
+    from wler_jax.training import config_check
+    from wler_jax.training import train
 
     config = target_config(args, seed)
     if condition == "finetune":
@@ -112,7 +113,7 @@ def train_run(condition: str, seed: int, args, source: str) -> dict:
 def ensure_source(args) -> tuple[str, dict]:
     """The pretrained source workdir and what it is (trained here on the synthetic set if not
     given)."""
-    from wler_jax import train
+    from wler_jax.training import train
     from wler_jax.configs.common import apply_override, base_config
 
     if args.source_workdir:
@@ -149,7 +150,7 @@ def embedding_features(source: str, paths: list[str], pooling: str = "both"
     the seconds they took."""
     import jax
 
-    from wler_jax import embeddings
+    from wler_jax.serving import embeddings
     from wler_jax.predict import load_model
 
     model = load_model(source)

@@ -12,7 +12,7 @@ any training; `model.input_norm=per_band` removes it. The script reports, per la
 conv5, and FCv1 for WLER), how many channels are dead and always on and the fraction of
 positive pre-activations, over `--num` recordings of a folder/CSV dataset (one scale, n_fft 1024,
 each recording alone so no batch padding counts). The initial parameters are rebuilt from the
-run's config and seed as training drew them (`wler_jax.train.run_rngs`); the input
+run's config and seed as training drew them (`wler_jax.training.train.run_rngs`); the input
 normalisation statistics, which training measures before the first step, are the run's own.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ N_FFT = 1024
 def read_features(csv_path: str, split: str, num: int, seed: int = 0) -> list[np.ndarray]:
     """Log-mel features [T, 128] of `num` recordings drawn (seeded) from one split of a CSV."""
     from wler_jax import audio, features
-    from wler_jax.datasets import folder
+    from wler_jax.data.datasets import folder
 
     # The folder dataset's own CSV reader (header forms, split names, paths relative to the CSV);
     # rows without a split (seeded by the dataset) count for every split.
@@ -69,7 +69,9 @@ def activity(spec, params, feats: list[np.ndarray]) -> dict:
     """
     from flax import traverse_util
 
-    from wler_jax import batch_plan, features, geometry
+    from wler_jax import features, geometry
+
+    from wler_jax.data import batch_plan
 
     ladder = batch_plan.bucket_ladder(max(f.shape[0] for f in feats))
     fired, always, pos, count = {}, {}, {}, {}
@@ -103,7 +105,7 @@ def activity(spec, params, feats: list[np.ndarray]) -> dict:
 
 def run(workdir: str, feats: list[np.ndarray]) -> dict:
     """Activity at the run's initialisation and at its best checkpoint."""
-    from wler_jax import train
+    from wler_jax.training import train
     from wler_jax.predict import load_model
 
     model = load_model(workdir)

@@ -9,7 +9,7 @@ lr * sqrt(T) (Cauchy-Schwarz), whatever the gradients. With lr 1e-3 and the ~1,8
 (Adam's bound, lr * T, is ~100x larger). The script reports the measured relative change per layer,
 the mean absolute change per entry next to that bound, and the step count, so a stalled recipe can
 be told from one that moved its weights and still did not learn. The initial parameters are
-rebuilt from the run's config and seed with `wler_jax.train.run_rngs`, as training drew them.
+rebuilt from the run's config and seed with `wler_jax.training.train.run_rngs`, as training drew them.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def travel(workdir: str) -> dict:
     """Per-kernel relative change between the run's initial and best parameters."""
     from flax import traverse_util
 
-    from wler_jax import train
+    from wler_jax.training import train
     from wler_jax.predict import load_model
 
     model = load_model(workdir)

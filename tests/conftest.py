@@ -106,10 +106,10 @@ def assert_wler_gradients_match(model_kwargs: dict, variant: dict, reference: di
     import jax
     import jax.numpy as jnp
 
-    from wler_jax import models
+    from wler_jax.model import networks
 
-    fast = models.WLER(**model_kwargs, **variant)
-    plain = models.WLER(**model_kwargs, **reference)
+    fast = networks.WLER(**model_kwargs, **variant)
+    plain = networks.WLER(**model_kwargs, **reference)
     rng = np.random.default_rng(4)
     feats = jnp.asarray(np.clip(rng.normal(-45, 18, (2, 160, 128)), -100, 0), jnp.float32)
     num_frames = jnp.array([160, 90])

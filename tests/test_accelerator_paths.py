@@ -1,6 +1,6 @@
 """Accelerator code paths, tested on the CPU.
 
-On a GPU or TPU a run takes other code than on the CPU: `models.resolve_ops` picks the plain XLA
+On a GPU or TPU a run takes other code than on the CPU: `resolve_ops` picks the plain XLA
 ops ("xla": `nn.Conv`-style convolutions and autodiff of the max pool) instead of the CPU's matmul
 kernel gradients and fused pool; float32 convolutions run at the default matmul precision (TF32 on
 GPUs, one bfloat16 pass on TPUs) unless told otherwise; runs train in bfloat16; exports target
@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 from jax import lax
 
-from wler_jax import conv as conv_lib
-from wler_jax import export, features, inference, models, predict, steps
+from wler_jax.model import conv as conv_lib
+from wler_jax import export, features, predict
+from wler_jax.serving import inference
+from wler_jax.model.spec import ModelSpec, OPS, resolve_ops
+from wler_jax.training import steps
 from wler_jax.geometry import SAMPLE_RATE
 from conftest import (ACCELERATOR_ATOL_BF16, ACCELERATOR_ATOL_REDUCED, float_atol,
                       tones_and_noise)
@@ -36,8 +39,8 @@ def _features(frames=(160, 100), seed=0):
 
 
 def _spec(method, ops, dtype="float32", **kw):
-    conv_impl, pool_impl = models.OPS[ops]
-    return models.ModelSpec(method, C, 0.125, dtype=dtype, dropout_rate=0.0,
+    conv_impl, pool_impl = OPS[ops]
+    return ModelSpec(method, C, 0.125, dtype=dtype, dropout_rate=0.0,
                             conv_impl=conv_impl, pool_impl=pool_impl, **kw)
 
 
@@ -78,7 +81,7 @@ def test_accelerator_ops_match_cpu_ops(method, dtype):
     bf16 = dtype == "bfloat16"
     specs = {ops: _spec(method, ops, dtype) for ops in ("xla", "cpu")}
     params = specs["xla"].init(jax.random.key(0))
-    assert models.resolve_ops("auto", [type("D", (), {"platform": "gpu"})()]) == "xla"
+    assert resolve_ops("auto", [type("D", (), {"platform": "gpu"})()]) == "xla"
     out = {ops: _loss_and_grads(s)(params, feats, nf, labels) for ops, s in specs.items()}
     (lx, (seg_x, mask_x)), gx = out["xla"]
     (lc, (seg_c, mask_c)), gc = out["cpu"]

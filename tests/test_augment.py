@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wler_jax import steps
+from wler_jax.training import steps
 
 
 def _batch():

@@ -6,7 +6,7 @@ finished build into place and raises FileExistsError when another process got th
 import multiprocessing
 import os
 
-from wler_jax.datasets import registry
+from wler_jax.data.datasets import registry
 
 
 def _build(data_dir: str, queue) -> None:

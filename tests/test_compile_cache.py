@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from wler_jax import audio, compile_cache, inference, input_pipeline, models, steps
+from wler_jax import audio, compile_cache
+
+from wler_jax.serving import inference
+
+from wler_jax.data import input_pipeline
+
+from wler_jax.model.spec import ModelSpec
+
+from wler_jax.training import steps
 from wler_jax.configs.common import base_config
 from conftest import tones_and_noise
 
@@ -122,7 +130,7 @@ def test_ahead_of_time_covers_every_shape_of_the_plan():
     batchers = {split: input_pipeline.RecordingBatcher(
         src, num_classes=C, frame_budget=3 * 192, num_devices=len(mesh.devices.flat), seed=0,
         shuffle=split == "train") for split, src in (("train", train_src), ("validation", val_src))}
-    spec = models.ModelSpec("wler", C, 0.125, dropout_rate=0.0)
+    spec = ModelSpec("wler", C, 0.125, dropout_rate=0.0)
     tx = steps.make_optimizer("adam", 1e-3)
     state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=spec.init(r), tx=tx),
                     out_shardings=NamedSharding(mesh, P()))(jax.random.key(0))

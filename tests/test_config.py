@@ -8,7 +8,15 @@ import sys
 import jax
 import pytest
 
-from wler_jax import config_check, data, errors, models, train
+from wler_jax import errors
+
+from wler_jax.training import config_check
+
+from wler_jax.data import splits
+
+from wler_jax.model.spec import ModelSpec, OPS, resolve_ops
+
+from wler_jax.training import train
 from wler_jax.configs import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,12 +52,12 @@ def test_config_file_loads_from_another_directory(tmp_path):
 
 
 def test_one_list_of_dataset_names():
-    from wler_jax.datasets import registry
+    from wler_jax.data.datasets import registry
 
-    assert tuple(registry.BUILDERS) == data.DATASETS
-    assert config_check.CHOICES["data.name"] is data.DATASETS
-    assert common.DATASETS is data.DATASETS
-    for name in data.DATASETS:
+    assert tuple(registry.BUILDERS) == splits.DATASETS
+    assert config_check.CHOICES["data.name"] is splits.DATASETS
+    assert common.DATASETS is splits.DATASETS
+    for name in splits.DATASETS:
         assert common.parse_arg(name) == (name, "cpu")
     with pytest.raises(ValueError, match="unknown config variant"):
         common.parse_arg("librispeech")
@@ -74,17 +82,17 @@ class _Device:
 
 def test_op_choice_follows_the_run_devices():
     cpu, gpu = [_Device("cpu")] * 4, [_Device("gpu")] * 2
-    assert models.resolve_ops("auto", cpu) == "cpu"
-    assert models.resolve_ops("auto", gpu) == "xla"
-    assert models.resolve_ops("auto", [_Device("cpu"), _Device("tpu")]) == "xla"
-    assert models.resolve_ops("cpu", gpu) == "cpu" and models.resolve_ops("xla", cpu) == "xla"
-    assert models.resolve_ops("auto") == ("cpu" if jax.devices()[0].platform == "cpu" else "xla")
+    assert resolve_ops("auto", cpu) == "cpu"
+    assert resolve_ops("auto", gpu) == "xla"
+    assert resolve_ops("auto", [_Device("cpu"), _Device("tpu")]) == "xla"
+    assert resolve_ops("cpu", gpu) == "cpu" and resolve_ops("xla", cpu) == "xla"
+    assert resolve_ops("auto") == ("cpu" if jax.devices()[0].platform == "cpu" else "xla")
     with pytest.raises(ValueError, match="op_impl"):
-        models.resolve_ops("fast", cpu)
+        resolve_ops("fast", cpu)
     config = common.base_config("wler", "smoke")
-    spec = models.ModelSpec.from_config(config, 3, devices=cpu)
-    assert (spec.conv_impl, spec.pool_impl) == models.OPS["cpu"] == ("matmul_grad_wide", "fused")
-    spec = models.ModelSpec.from_config(config, 3, devices=gpu)
+    spec = ModelSpec.from_config(config, 3, devices=cpu)
+    assert (spec.conv_impl, spec.pool_impl) == OPS["cpu"] == ("matmul_grad_wide", "fused")
+    spec = ModelSpec.from_config(config, 3, devices=gpu)
     assert (spec.conv_impl, spec.pool_impl) == ("xla", "xla")
     hash(spec)  # a static jit argument
 
@@ -100,7 +108,7 @@ def test_workdirs_made_before_op_impl_still_resume_and_load():
     assert train._compatible_view(old) == train._compatible_view(config.to_dict())
     config.model.op_impl = "xla"  # a changed op choice does not block a resume either
     assert train._compatible_view(old) == train._compatible_view(config.to_dict())
-    spec = models.ModelSpec.from_config(ml_collections.ConfigDict(old), 3,
+    spec = ModelSpec.from_config(ml_collections.ConfigDict(old), 3,
                                         devices=[_Device("cpu")])
     assert spec.pool_impl == "fused"
 

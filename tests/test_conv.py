@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_wler_gradients_match, float_atol, run_on_4_cpu_devices
-from wler_jax import conv
+from wler_jax.model import conv
 
 # (name, batch, height, width, c_in, c_out, kernel, padding)
 CASES = [
@@ -123,7 +123,7 @@ def test_wler_train_gradient_matches_plain_conv():
 SHARDED_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from wler_jax import conv
+    from wler_jax.model import conv
     assert jax.device_count() == 4
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((8, 12, 10, 6)), jnp.float32)

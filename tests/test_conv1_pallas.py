@@ -6,7 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wler_jax import conv1_pallas, models
+from wler_jax.model import conv1_pallas
+
+from wler_jax.model import networks
+from wler_jax.model.spec import ModelSpec, resolve_conv1
 from wler_jax.configs.common import base_config
 from conftest import assert_wler_gradients_match, float_atol
 
@@ -94,8 +97,8 @@ def test_wler_with_masked_recordings_matches_plain_conv1():
                                 dict(conv1_impl="plain", pool_impl="fused"))
     x = jnp.asarray(np.random.default_rng(5).normal(-45, 18, (2, 160, 128)), jnp.float32)
     nf = jnp.array([160, 90])
-    pallas_net = models.WLER(**kwargs, conv1_impl="pallas_interpret")
-    plain_net = models.WLER(**kwargs)
+    pallas_net = networks.WLER(**kwargs, conv1_impl="pallas_interpret")
+    plain_net = networks.WLER(**kwargs)
     params = plain_net.init(jax.random.key(0), x, nf)
     assert jax.tree.structure(pallas_net.init(jax.random.key(0), x, nf)) == \
         jax.tree.structure(params)
@@ -110,13 +113,13 @@ def test_config_choice():
             self.platform = platform
     config = base_config("wler", "smoke")
     assert config.model.conv1_impl == "plain"  # default off until timed on a GPU
-    assert models.ModelSpec.from_config(config, 3, devices=[D("gpu")]).conv1_impl == "plain"
+    assert ModelSpec.from_config(config, 3, devices=[D("gpu")]).conv1_impl == "plain"
     config.model.conv1_impl = "pallas"
-    assert models.ModelSpec.from_config(config, 3, devices=[D("gpu")]).conv1_impl == "pallas"
-    assert models.ModelSpec.from_config(config, 3, devices=[D("cpu")]).conv1_impl == \
+    assert ModelSpec.from_config(config, 3, devices=[D("gpu")]).conv1_impl == "pallas"
+    assert ModelSpec.from_config(config, 3, devices=[D("cpu")]).conv1_impl == \
         "pallas_interpret"
     with pytest.raises(ValueError, match="conv1_impl"):
-        models.resolve_conv1("triton")
+        resolve_conv1("triton")
 
 
 @pytest.mark.skipif(jax.default_backend() == "cpu", reason="compiled Pallas needs a GPU or TPU")

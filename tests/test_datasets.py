@@ -9,9 +9,9 @@ import pytest
 
 import corpus_fixtures as cf
 from wler_jax import audio
-from wler_jax.datasets import common
-from wler_jax.datasets import registry
-from wler_jax.datasets import synthetic_audio
+from wler_jax.data.datasets import common
+from wler_jax.data.datasets import registry
+from wler_jax.data.datasets import synthetic_audio
 from wler_jax.geometry import SAMPLE_RATE
 
 
@@ -346,7 +346,7 @@ def test_all_files_of_a_split_bad_is_a_clear_error(tmp_path):
 
 
 def test_validation_and_test_folds_must_be_disjoint_everywhere():
-    from wler_jax.datasets import esc50, urbansound
+    from wler_jax.data.datasets import esc50, urbansound
     with pytest.raises(ValueError, match="must differ; both contain \\[2\\]"):
         esc50.WlerEsc50.config_from_options(validation_fold=2, test_fold=2)
     with pytest.raises(ValueError, match="must differ; both contain \\[6\\]"):

@@ -6,7 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wler_jax import checkpoints, errors, steps, train
+from wler_jax import checkpoints, errors
+
+from wler_jax.training import steps
+
+from wler_jax.training import train
 from wler_jax.configs.common import base_config
 from test_train import init_state, make_batch
 from test_transfer import THREE, _tone_folder

@@ -6,7 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from wler_jax import embed, embeddings, errors, features, models, predict
+from wler_jax import embed, errors, features, predict
+
+from wler_jax.serving import embeddings
+
+from wler_jax.model import networks
 from wler_jax.geometry import SAMPLE_RATE, num_segments
 from conftest import tones_and_noise
 from test_predict import make_workdir, wav_dir  # noqa: F401  (wav_dir: a fixture)
@@ -21,15 +25,15 @@ def fcv1_oracle(spec, params, feats, num_frames):
     """FCv1 + ReLU computed from the parameters by hand: the conv stack (the model's own
     submodule), then FCv1 as a plain 4x4 VALID convolution (WLER) or, for SLAT, each
     window's flattened conv output times FC1's kernel."""
-    stack = models.ConvStack(spec.width, conv_impl=spec.conv_impl, pool_impl=spec.pool_impl)
+    stack = networks.ConvStack(spec.width, conv_impl=spec.conv_impl, pool_impl=spec.pool_impl)
     fc1 = params["fc1"]
     if spec.method == "wler":
-        x, eff = models.prepare_input(feats, num_frames)
+        x, eff = networks.prepare_input(feats, num_frames)
         h = stack.apply({"params": params["conv_stack"]}, x, eff)
         y = jax.lax.conv_general_dilated(h, fc1["kernel"], (1, 1), "VALID",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return jax.nn.relu(y + fc1["bias"])[:, :, 0, :]
-    wins, mask = models.slat_windows(feats, num_frames, spec.slat_hop)
+    wins, mask = networks.slat_windows(feats, num_frames, spec.slat_hop)
     n, w = mask.shape
     h = stack.apply({"params": params["conv_stack"]}, wins.reshape(n * w, 128, 128))
     return jax.nn.relu(h.reshape(n * w, -1) @ fc1["kernel"] + fc1["bias"]).reshape(n, w, -1)
@@ -46,14 +50,14 @@ def test_embeddings_are_the_models_fcv1_activations(model):
     spec, params = model.spec, model.params
     batch = _batch([3 * SAMPLE_RATE, SAMPLE_RATE], 3 * SAMPLE_RATE)
     out = jax.device_get(model.embed_fn(params, batch))
-    d = embeddings.embedding_width(spec)
+    d = spec.embedding_width
     b, s = out["segment_mask"].shape
     assert out["segments"].shape == (b, s, d) and out["clip_mean"].shape == (b, d)
     per_scale = []
     for n_fft in (1024, 512, 2048, 4096):
         feats, nf = features.log_mel(batch["audio"], batch["num_samples"], n_fft)
         want = fcv1_oracle(spec, params, feats, nf)
-        got, mask = embeddings.segment_embeddings(spec, params, feats, nf)
+        got, mask = spec.segment_embeddings(params, feats, nf)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
         # ... and exactly what FCv2 reads: a 1x1 conv of them gives the model's segment logits.
         logits, _, _ = spec.segment_logits(params, feats, nf)
@@ -105,7 +109,7 @@ def test_chunked_embeddings_equal_one_pass(model):
                                                         "num_samples": np.array([n])}))
     emb = embeddings.embed_waveform(model, x, chunk_frames=256)
     s = num_segments(1001)
-    assert emb.segments.shape == (s, embeddings.embedding_width(model.spec))
+    assert emb.segments.shape == (s, model.spec.embedding_width)
     np.testing.assert_allclose(emb.segments, full["segments"][0, :s], atol=1e-4)
     # a mean of activations of order 100: a few float32 ulps (1.5e-5 at 157) of summation order
     np.testing.assert_allclose(emb.clip_mean, full["clip_mean"][0], rtol=1e-6, atol=1e-5)
@@ -119,7 +123,7 @@ def test_slat_embeddings(tmp_path):
     batch = _batch([200 * 512], 200 * 512, seed=3)
     out = jax.device_get(m.embed_fn(m.params, batch))
     feats, nf = features.log_mel(batch["audio"], batch["num_samples"], 512)
-    got, mask = embeddings.segment_embeddings(m.spec, m.params, feats, nf)
+    got, mask = m.spec.segment_embeddings(m.params, feats, nf)
     np.testing.assert_allclose(got, fcv1_oracle(m.spec, m.params, feats, nf), rtol=1e-5,
                                atol=1e-5)
     assert out["segments"].shape[1] == num_segments(201) == mask.shape[1]
@@ -136,7 +140,7 @@ def test_cli_writes_npz_names_failed_files(model, wav_dir, tmp_path, capsys):  #
     z = np.load(out)
     good = sorted(os.path.relpath(f, wav_dir) for f in z["files"])
     assert good == ["a.wav", os.path.join("sub", "b.wav")]
-    d = embeddings.embedding_width(model.spec)
+    d = model.spec.embedding_width
     assert z["clip"].shape == (2, d) and z["clip"].dtype == np.float32
     assert {os.path.basename(f) for f in z["failed_files"]} == {
         "corrupt.wav", "empty.flac", "nan.wav", "missing.wav"}

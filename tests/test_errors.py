@@ -97,7 +97,7 @@ def test_main_user_errors_are_one_line(main_runs, name):
 
 def test_main_workdir_that_is_a_file(tmp_path):
     """Checked in-process: the same `errors.UserError` the command line turns into one line."""
-    from wler_jax import train
+    from wler_jax.training import train
     from wler_jax.configs.common import base_config
 
     path = tmp_path / "file"
@@ -142,6 +142,6 @@ def test_unexpected_errors_keep_their_traceback():
 def test_user_errors_are_the_builtin_exceptions_callers_catch():
     assert issubclass(errors.NotAWorkdirError, FileNotFoundError)
     assert issubclass(errors.IncompatibleWorkdirError, ValueError)
-    from wler_jax.datasets import common
+    from wler_jax.data.datasets import common
     assert issubclass(common.ManualDataError, (errors.UserError, FileNotFoundError))
     assert issubclass(common.EmptySplitError, (errors.UserError, ValueError))

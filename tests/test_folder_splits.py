@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import corpus_fixtures as cf
-from wler_jax.datasets import common
-from wler_jax.datasets import folder
-from wler_jax.datasets import registry
+from wler_jax.data.datasets import common
+from wler_jax.data.datasets import folder
+from wler_jax.data.datasets import registry
 
 
 def _rows(n_groups: int, per_group, split: str = "", seed: int = 0) -> list[folder.Row]:
@@ -200,7 +200,7 @@ def test_train_test_only_csv_trains_end_to_end(tmp_path):
     import sys
 
     from wler_jax.configs.common import base_config
-    from wler_jax import train
+    from wler_jax.training import train
 
     root = str(tmp_path / "data")
     clips = _write_clips(root, n_sources=10)
@@ -221,7 +221,7 @@ def test_train_only_csv_is_refused_with_the_rule(tmp_path):
     import sys
 
     from wler_jax.configs.common import base_config
-    from wler_jax import data
+    from wler_jax.data import splits
 
     root = str(tmp_path / "data")
     clips = _write_clips(root, n_sources=3, clips_per_source=1)
@@ -231,4 +231,4 @@ def test_train_only_csv_is_refused_with_the_rule(tmp_path):
     config.data.path = csv_path
     config.data.data_dir = str(tmp_path / "tfds")
     with pytest.raises(ValueError, match="no \\['validation'\\].*carved from train"):
-        data.load(config)
+        splits.load(config)

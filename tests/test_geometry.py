@@ -4,7 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wler_jax import geometry, models
+from wler_jax import geometry
+
+from wler_jax.model.spec import ModelSpec
 from conftest import TEST_WIDTH
 
 
@@ -67,7 +69,7 @@ def test_segment_times_on_32_frame_grid():
 @pytest.mark.parametrize("method", ["wler", "slat"])
 def test_network_output_has_formula_segment_count(t, method):
     """N_W's segments and SLAT's test windows (hop 32) both follow S = max(T, 128) // 32 - 3."""
-    spec = models.ModelSpec(method, 3, TEST_WIDTH)
+    spec = ModelSpec(method, 3, TEST_WIDTH)
     x = jnp.zeros((1, t, 128))
     params = jax.eval_shape(spec.init, jax.random.key(0))
     seg, mask, _ = jax.eval_shape(lambda p: spec.segment_logits(p, x, jnp.array([t])), params)

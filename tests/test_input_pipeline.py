@@ -1,4 +1,4 @@
-"""Tests of wler_jax.input_pipeline on an in-memory source of real int16 waveforms.
+"""Tests of wler_jax.data.input_pipeline on an in-memory source of real int16 waveforms.
 
 Recordings have random lengths from 0.2 s to 40 s (log-uniform) and distinct random samples,
 so any mix-up of rows, labels or lengths across padding shows up as an array mismatch.
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wler_jax import geometry
-from wler_jax import input_pipeline as ip
+from wler_jax.data import input_pipeline as ip
 
 NUM_CLASSES = 7
 NUM_RECORDINGS = 37

@@ -5,7 +5,13 @@ import numpy as np
 import optax
 import pytest
 
-from wler_jax import features, input_stats, models, steps
+from wler_jax import features
+
+from wler_jax.data import input_stats
+
+from wler_jax.model import networks
+
+from wler_jax.training import steps
 from wler_jax.audio import to_int16
 
 
@@ -51,8 +57,8 @@ def test_input_norm_equals_normalised_features_and_keeps_padding_invariance():
     std = rng.uniform(5, 20, 128).astype(np.float32)
     feats = np.clip(rng.normal(-45, 18, (2, 224, 128)), -100, 30).astype(np.float32)
     nf = np.array([224, 160])
-    normed = models.WLER(5, width=0.125, input_norm=True)
-    plain = models.WLER(5, width=0.125)
+    normed = networks.WLER(5, width=0.125, input_norm=True)
+    plain = networks.WLER(5, width=0.125)
     params = _norm_params(normed, feats, nf, mean, std)
     plain_params = {k: v for k, v in params.items() if k != "input_norm"}
     seg_n = normed.apply({"params": params}, feats, nf)[1]["segment_logits"]
@@ -87,12 +93,12 @@ def test_optimizer_never_changes_frozen_input_norm():
 
 
 def test_ns_to_nt_carries_input_norm():
-    ns = models.SegmentNet(4, width=0.125, input_norm=True)
+    ns = networks.SegmentNet(4, width=0.125, input_norm=True)
     x = jnp.asarray(np.random.default_rng(1).normal(-40, 15, (1, 128, 128)), jnp.float32)
     p = dict(ns.init(jax.random.key(0), x)["params"])
     p["input_norm"] = {"mean": jnp.full((128,), -30.0), "std": jnp.full((128,), 9.0)}
-    nt = models.WLER(4, width=0.125, input_norm=True)
-    clip, _ = nt.apply({"params": models.ns_to_nt_params(p)}, x, jnp.array([128]))
+    nt = networks.WLER(4, width=0.125, input_norm=True)
+    clip, _ = nt.apply({"params": networks.ns_to_nt_params(p)}, x, jnp.array([128]))
     np.testing.assert_allclose(clip, ns.apply({"params": p}, x), rtol=1e-4, atol=1e-4)
 
 
@@ -104,7 +110,9 @@ def test_statistics_round_trip_through_the_workdir_to_every_scoring_path(tmp_pat
     the optimiser) in its checkpoint, per_band_mean the means with std 1; predict_fn, chunked
     scoring and export all apply them."""
     from conftest import tones_and_noise
-    from wler_jax import data, export, predict, train
+    from wler_jax import export, predict
+    from wler_jax.data import splits
+    from wler_jax.training import train
     from wler_jax.configs.common import base_config
 
     config = base_config("wler", "smoke")
@@ -114,7 +122,7 @@ def test_statistics_round_trip_through_the_workdir_to_every_scoring_path(tmp_pat
     train.train_and_evaluate(config, str(tmp_path / "work"))
     model = predict.load_model(str(tmp_path / "work"))
     assert model.spec.input_norm
-    sources, _, _ = data.load(config)
+    sources, _, _ = splits.load(config)
     want = input_stats.band_statistics(sources["train"])
     np.testing.assert_array_equal(model.params["input_norm"]["mean"], want["mean"])
     np.testing.assert_array_equal(model.params["input_norm"]["std"],
@@ -147,7 +155,9 @@ def test_prior_logits_are_the_logits_of_class_frequencies():
 def test_head_bias_init_prior_starts_the_output_bias_at_the_training_prior(tmp_path, shared_runs):
     """With model.head_bias_init=prior the run's output bias starts at the logits of the training
     split's class frequencies (a near-zero learning rate keeps it there for the check)."""
-    from wler_jax import data, predict, train
+    from wler_jax import predict
+    from wler_jax.data import splits
+    from wler_jax.training import train
     from wler_jax.configs.common import base_config
 
     config = base_config("wler", "smoke")
@@ -157,8 +167,8 @@ def test_head_bias_init_prior_starts_the_output_bias_at_the_training_prior(tmp_p
     config.data.data_dir = shared_runs["data_dir"]
     train.train_and_evaluate(config, str(tmp_path / "work"))
     model = predict.load_model(str(tmp_path / "work"))
-    sources, class_names, _ = data.load(config)
+    sources, class_names, _ = splits.load(config)
     want = input_stats.prior_logits(
-        data.multi_hot_labels(data.read_split_table(sources["train"]), len(class_names)))
+        splits.multi_hot_labels(splits.read_split_table(sources["train"]), len(class_names)))
     assert np.ptp(want) > 0.5  # the smoke set's classes differ in frequency
     np.testing.assert_allclose(model.params["fc2"]["bias"], want, atol=1e-5)

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from wler_jax import geometry, localisation
+from wler_jax import geometry
+
+from wler_jax.serving import localisation
 
 FRAME_S = 512 / 44100
 CELL_S = 32 * FRAME_S  # 0.3715 s

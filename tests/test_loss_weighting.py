@@ -6,15 +6,17 @@ import jax
 import numpy as np
 import pytest
 
-from wler_jax import models, steps
+from wler_jax.model.spec import ModelSpec
+
+from wler_jax.training import steps
 from wler_jax.configs.common import base_config
-from wler_jax.input_pipeline import RecordingBatcher
-from wler_jax.train import _examples_per_batch
+from wler_jax.data.input_pipeline import RecordingBatcher
+from wler_jax.training.train import _examples_per_batch
 
 
 @pytest.mark.parametrize("method", ["wler", "slat"])
 def test_example_norm_is_the_sum_over_examples_over_a_constant(method):
-    spec = models.ModelSpec(method=method, num_classes=3, width=0.125, dropout_rate=0.0)
+    spec = ModelSpec(method=method, num_classes=3, width=0.125, dropout_rate=0.0)
     params = spec.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     frames = np.array([170, 140, 90, 0])  # 3 recordings + a padding row

@@ -4,7 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wler_jax import features, geometry, models, pooling
+from wler_jax import features, geometry
+
+from wler_jax.model import networks
+from wler_jax.model.spec import ModelSpec
+
+from wler_jax.model import pooling
 from conftest import TEST_WIDTH, float_atol, tones_and_noise
 
 C = 10
@@ -25,16 +30,16 @@ def realistic_features(num_frames: int, seed: int = 0) -> np.ndarray:
 def test_paper_width_parameter_counts():
     """Conv stack + heads at the paper's widths: N_S and N_T have identical parameter counts."""
     x = jnp.zeros((1, 128, 128))
-    ns = jax.eval_shape(models.SegmentNet(C).init, jax.random.key(0), x)
-    nt = jax.eval_shape(models.WLER(C).init, jax.random.key(0), x, jnp.array([128]))
+    ns = jax.eval_shape(networks.SegmentNet(C).init, jax.random.key(0), x)
+    nt = jax.eval_shape(networks.WLER(C).init, jax.random.key(0), x, jnp.array([128]))
     convs = (9 * 1 * 96 + 96) + (9 * 96 * 128 + 128) + (9 * 128 * 128 + 128) \
         + (9 * 128 * 256 + 256) + (9 * 256 * 256 + 256)
     heads = (16 * 256 * 256 + 256) + (256 * C + C)
-    assert models.num_params(ns) == models.num_params(nt) == convs + heads == 2_195_914
+    assert networks.num_params(ns) == networks.num_params(nt) == convs + heads == 2_195_914
 
 
 def test_width_scales_channels():
-    params = jax.eval_shape(models.WLER(C, width=0.25).init, jax.random.key(0),
+    params = jax.eval_shape(networks.WLER(C, width=0.25).init, jax.random.key(0),
                             jnp.zeros((1, 128, 128)), jnp.array([128]))
     assert params["params"]["conv_stack"]["conv1"]["kernel"].shape == (3, 3, 1, 24)
     assert params["params"]["conv_stack"]["conv5"]["kernel"].shape == (3, 3, 64, 64)
@@ -43,11 +48,11 @@ def test_width_scales_channels():
 
 @pytest.fixture(scope="module")
 def ns_and_nt():
-    ns = models.SegmentNet(C, width=TEST_WIDTH)
+    ns = networks.SegmentNet(C, width=TEST_WIDTH)
     ns_params = ns.init(jax.random.key(0), jnp.zeros((1, 128, 128)))
     # Non-zero biases so that the conversion of every tensor is exercised.
     ns_params = jax.tree.map(lambda a: a + 0.01 * jnp.sign(a + 1e-3), ns_params)
-    return ns, ns_params, models.WLER(C, width=TEST_WIDTH), models.ns_to_nt_params(ns_params)
+    return ns, ns_params, networks.WLER(C, width=TEST_WIDTH), networks.ns_to_nt_params(ns_params)
 
 
 def test_converted_nt_equals_ns_on_128_frames(ns_and_nt):
@@ -105,7 +110,7 @@ def test_nt_segment_sees_exactly_its_receptive_field(ns_and_nt):
 
 @pytest.mark.parametrize("name", sorted(pooling.POOLINGS))
 def test_padding_values_never_change_scores(name):
-    model = models.WLER(C, width=TEST_WIDTH, pooling=name)
+    model = networks.WLER(C, width=TEST_WIDTH, pooling=name)
     lengths = np.array([100, 700, 1280, 130])
     x = np.concatenate([realistic_features(1280, s) for s in range(4)])  # [4, 1280, 128]
     params = model.init(jax.random.key(0), jnp.asarray(x[:1]), jnp.array([1280]))
@@ -168,7 +173,7 @@ def test_pooling_reference_values():
 
 
 def test_dropout_only_in_training():
-    model = models.WLER(C, width=TEST_WIDTH)
+    model = networks.WLER(C, width=TEST_WIDTH)
     x = jnp.asarray(realistic_features(256))
     params = model.init(jax.random.key(0), x, jnp.array([256]))
     a = model.apply(params, x, jnp.array([256]))[0]
@@ -184,8 +189,8 @@ def test_model_spec_serves_wler_and_slat_alike(pooling_name):
     32-hop window), the method's pooling and the training logits, with no caller branching."""
     x = jnp.asarray(np.concatenate([realistic_features(300, s) for s in range(2)]))
     nf = jnp.array([300, 200])
-    wler = models.ModelSpec("wler", C, TEST_WIDTH, pooling=pooling_name)
-    slat = models.ModelSpec("slat", C, TEST_WIDTH)
+    wler = ModelSpec("wler", C, TEST_WIDTH, pooling=pooling_name)
+    slat = ModelSpec("slat", C, TEST_WIDTH)
     for spec in (wler, slat):
         params = spec.init(jax.random.key(0))
         want = spec.module().init(jax.random.key(0), x[:1, :128], jnp.array([128]))["params"] \

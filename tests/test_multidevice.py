@@ -15,13 +15,14 @@ SCRIPT = textwrap.dedent("""
     import sys
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from wler_jax import features, models
+    from wler_jax import features
+    from wler_jax.model.spec import ModelSpec, OPS, resolve_ops
     assert jax.device_count() == int(sys.argv[2]), jax.devices()
     out = {}
     rng = np.random.default_rng(0)
     lengths = np.array([3000, 64000, 20000, 65000, 100, 40000, 65024, 5000])
     wav = (0.1 * rng.standard_normal((8, 65024))).astype(np.float32)
-    spec = models.ModelSpec("wler", 5, 0.25, pooling="attention")
+    spec = ModelSpec("wler", 5, 0.25, pooling="attention")
     def forward(params, wav, lengths):
         feats, nf = features.log_mel(wav, lengths, 1024)
         seg, mask, extras = spec.segment_logits(params, feats, nf)
@@ -38,7 +39,7 @@ SCRIPT = textwrap.dedent("""
 
 
 TRAIN_SCRIPT = textwrap.dedent("""
-    from wler_jax import steps
+    from wler_jax.training import steps
     from wler_jax.geometry import max_samples_for_frames
     rng = np.random.default_rng(0)
     width = max_samples_for_frames(192)
@@ -48,8 +49,8 @@ TRAIN_SCRIPT = textwrap.dedent("""
     batch = {"audio": wav, "num_samples": lengths, "num_frames": nf,
              "labels": np.eye(4, 3, dtype=np.float32), "weight": np.array([1, 1, 1, 0], np.float32),
              "index": np.array([0, 1, 2, -1], np.int32)}
-    conv_impl, pool_impl = models.OPS[models.resolve_ops("auto", mesh.devices.flat)]  # CPU ops
-    spec = models.ModelSpec("wler", 3, 0.125, conv_impl=conv_impl, pool_impl=pool_impl)
+    conv_impl, pool_impl = OPS[resolve_ops("auto", mesh.devices.flat)]  # CPU ops
+    spec = ModelSpec("wler", 3, 0.125, conv_impl=conv_impl, pool_impl=pool_impl)
     params = spec.init(jax.random.key(0))
     state = steps.TrainState.create(apply_fn=None, params=params, tx=steps.make_optimizer("adagrad", 1e-2))
     state = jax.device_put(state, NamedSharding(mesh, P()))

@@ -1,4 +1,4 @@
-"""Several processes through JAX's multi-controller runtime (`wler_jax.distributed`).
+"""Several processes through JAX's multi-controller runtime (`wler_jax.training.distributed`).
 
 Two `python -m wler_jax.main` processes on localhost, two CPU devices each, joined by
 `jax.distributed.initialize` (gloo CPU collectives), train the smoke config: their loss at
@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from wler_jax import distributed
+from wler_jax.training import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every step logged (TensorBoard train/loss); one epoch (5 steps, a checkpoint at step 3) and no

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wler_jax import audio, chunked, models, predict, reports
+from wler_jax import audio, predict
+
+from wler_jax.serving import chunked
+
+from wler_jax.model import networks
+
+from wler_jax.serving import reports
 from wler_jax.geometry import SAMPLE_RATE, num_segments, segment_times
 from conftest import float_atol, tones_and_noise
 
@@ -26,7 +32,8 @@ def make_workdir(path, method="wler", pooling="max", seed=0):
     budget and adds nothing to what prediction is tested for. Parameters are drawn with numpy
     (LeCun-normal kernels, small random biases: no init compile), shaped by `jax.eval_shape` of
     the model's own init, so probabilities spread over (0, 1)."""
-    from wler_jax import checkpoints, train
+    from wler_jax import checkpoints
+    from wler_jax.training import train
     from wler_jax.configs.common import base_config
 
     config = base_config(method, "smoke")
@@ -102,7 +109,7 @@ def reference_scores(spec, params, batch):
             segs.append(jax.nn.sigmoid(aux["segment_logits"]))
             mask = aux["segment_mask"]
         else:
-            wins, mask = models.slat_windows(feats, nf, 32)
+            wins, mask = networks.slat_windows(feats, nf, 32)
             n, w = mask.shape
             p = jax.nn.sigmoid(module.apply({"params": params}, wins.reshape(n * w, 128, 128)))
             p = p.reshape(n, w, -1)

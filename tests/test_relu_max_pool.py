@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_wler_gradients_match, run_on_4_cpu_devices
-from wler_jax import relu_max_pool as pool
+from wler_jax.model import relu_max_pool as pool
 
 SHAPES = [(2, 8, 6, 5), (3, 7, 5, 4), (1, 9, 9, 1), (2, 2, 2, 3)]  # odd rows / columns dropped
 
@@ -138,7 +138,7 @@ def test_wler_gradient_matches_plain_pool():
 SHARDED_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from wler_jax import relu_max_pool as pool
+    from wler_jax.model import relu_max_pool as pool
     assert jax.device_count() == 4
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((8, 12, 10, 6)), jnp.float32)

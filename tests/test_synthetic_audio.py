@@ -1,4 +1,4 @@
-"""Tests of the synthetic weakly labelled audio generator (wler_jax/datasets/synthetic_audio.py)."""
+"""Tests of the synthetic weakly labelled audio generator (wler_jax/data/datasets/synthetic_audio.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +8,7 @@ import librosa
 import numpy as np
 import pytest
 
-from wler_jax.datasets import synthetic_audio as sa
+from wler_jax.data.datasets import synthetic_audio as sa
 from wler_jax.geometry import SAMPLE_RATE
 
 

@@ -12,7 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wler_jax import audio, models, steps
+from wler_jax import audio
+
+from wler_jax.model.spec import ModelSpec
+
+from wler_jax.training import steps
 from wler_jax.geometry import max_samples_for_frames
 from conftest import float_atol, tones_and_noise
 
@@ -40,7 +44,7 @@ def make_batch(num_rows=3, frames=192, pad_rows=0, seed=0):
 
 
 def init_state(method, width=0.125):
-    spec = models.ModelSpec(method, C, width)
+    spec = ModelSpec(method, C, width)
     tx = steps.make_optimizer("adagrad", 1e-2)
     return spec, steps.TrainState.create(apply_fn=None, params=spec.init(jax.random.key(0)), tx=tx)
 
@@ -89,7 +93,7 @@ def test_padding_rows_change_nothing(method):
 
 def test_eval_averages_four_scales():
     """Training's evaluation (`inference.predict`) averages the four scales' probabilities."""
-    from wler_jax import inference
+    from wler_jax.serving import inference
     spec, state = init_state("wler")
     model = spec.module()
     batch = make_batch()
@@ -209,7 +213,8 @@ def test_one_scale_per_step_cycles_the_four_scales():
 def test_workdir_from_before_a_model_field_resumes_under_its_old_behaviour(tmp_path):
     """A workdir whose run.json predates `model.input_norm` and `model.head_bias_init` resumes
     with their defaults (what it trained with) and is refused with a value it never had."""
-    from wler_jax import checkpoints, errors, train
+    from wler_jax import checkpoints, errors
+    from wler_jax.training import train
     from wler_jax.configs.common import base_config
 
     config = base_config("wler", "smoke")

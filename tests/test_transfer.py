@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wler_jax import checkpoints, errors, steps, train, transfer
+from wler_jax import checkpoints, errors
+
+from wler_jax.training import steps
+
+from wler_jax.training import train
+
+from wler_jax.training import transfer
+from wler_jax.model.spec import convert_params
 from wler_jax.configs.common import base_config
 from conftest import SR
 
@@ -89,7 +96,7 @@ def test_slat_source_initialises_wler_through_the_exact_conversion(tmp_path):
     ns = sspec.module().apply({"params": src}, x)
     nt, _, _ = wspec.segment_logits(params, x, nf)
     np.testing.assert_allclose(nt[:, 0], ns, rtol=1e-4, atol=1e-4)
-    back, _ = transfer.convert(params, "wler", "slat")
+    back, _ = convert_params(params, "wler", "slat")
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(src)):
         np.testing.assert_array_equal(a, b)
 

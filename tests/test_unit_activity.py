@@ -12,7 +12,8 @@ import sys
 import jax
 import numpy as np
 
-from wler_jax import models
+from wler_jax.model import networks
+from wler_jax.model.spec import ModelSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
@@ -22,7 +23,7 @@ C = 3
 
 
 def _setup():
-    spec = models.ModelSpec("wler", C, 0.125, dropout_rate=0.0)
+    spec = ModelSpec("wler", C, 0.125, dropout_rate=0.0)
     params = jax.device_get(spec.init(jax.random.key(0)))
     rng = np.random.default_rng(0)
     feats = [rng.uniform(-80, 0, (t, 128)).astype(np.float32) for t in (150, 300)]
@@ -33,9 +34,9 @@ def test_layers_and_a_normal_init():
     spec, params, feats = _setup()
     act = unit_activity.activity(spec, params, feats)
     assert list(act) == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc1"]
-    widths = [models.scaled(f, 0.125) for f in models.PAPER_FILTERS]
+    widths = [networks.scaled(f, 0.125) for f in networks.PAPER_FILTERS]
     assert [act[f"conv{i + 1}"]["channels"] for i in range(5)] == widths
-    assert act["fc1"]["channels"] == models.scaled(models.PAPER_HIDDEN, 0.125)
+    assert act["fc1"]["channels"] == networks.scaled(networks.PAPER_HIDDEN, 0.125)
     for v in act.values():
         assert 0.0 < v["active"] < 1.0 and 0 <= v["dead"] + v["always_on"] <= v["channels"]
 

@@ -12,7 +12,6 @@ import soundfile as sf
 
 from wler_jax.geometry import INT16_SCALE, SAMPLE_RATE, from_int16  # noqa: F401 (inverse of to_int16)
 
-
 # Extensions treated as audio when a folder is listed (the folder dataset, the predict CLI):
 # libsndfile's formats plus mp3/opus, and common containers it cannot decode (m4a, mp4, wma,
 # webm), so that those are reported as failed files rather than silently ignored.

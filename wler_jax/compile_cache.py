@@ -91,6 +91,8 @@ def configure(cache_dir: Optional[str]) -> Optional[str]:
       The absolute directory in use, or None when off.
     """
     global _configured, _listening
+    # deferred here and below: config files import this module for `default_cache_dir`, and a
+    # config must load without JAX
     import jax
     from jax.experimental.compilation_cache import compilation_cache as cc
 
@@ -227,7 +229,7 @@ def plan_batches(batcher, num_classes: int, sharding, *, train: bool) -> list[di
     """
     import jax
 
-    from wler_jax import input_pipeline
+    from wler_jax.data import input_pipeline
 
     plan = batcher.epoch_plan(0) if train else batcher.eval_plan()
     shapes = sorted({(bucket, len(indices)) for bucket, indices in plan})

@@ -1,13 +1,13 @@
 """`python -m wler_jax.embed --workdir=DIR FILES_OR_FOLDERS... --output=embeddings.npz`.
 
-The entry point of embedding extraction (the library is `wler_jax.embeddings`; this module
+The entry point of embedding extraction (the library is `wler_jax.serving.embeddings`; this module
 defines the flags). Files and folders are found as by `python -m wler_jax.predict` (folders
 searched recursively for audio files), read block by block and embedded in exact chunks, so any
 length fits in bounded memory.
 
 Output, `.npz` (`numpy.load`; strings are unicode arrays, no pickle):
   files [N] paths; clip [N, D] float32 (the masked mean of the segment embeddings, scales
-  averaged: `wler_jax.embeddings`); clip_max [N, D]; duration [N] seconds; workdir; method;
+  averaged: `wler_jax.serving.embeddings`); clip_max [N, D]; duration [N] seconds; workdir; method;
   failed_files [F] and failed_reasons [F]. With `--segments` also: segments [M, D] (all files'
   segments, file after file), segment_file [M] (index into files), segment_start and
   segment_end [M] seconds (segment k spans frames [32k, 32k + 128), its end cut at the
@@ -65,10 +65,11 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _embed(inputs: list[str], ext: str) -> int:
+    # deferred: JAX and the model code load only once the flags are valid (fast one-line errors)
     from tqdm import tqdm
 
-    from wler_jax import embeddings
     from wler_jax.predict import open_for_files
+    from wler_jax.serving import embeddings
 
     model, files, batch_size = open_for_files(FLAGS.workdir, inputs,
                                               compile_cache_dir=FLAGS.compile_cache_dir,
@@ -84,7 +85,7 @@ def _embed(inputs: list[str], ext: str) -> int:
             else:
                 failed[i] = err.reason
     order = sorted(done)
-    width = embeddings.embedding_width(model.spec)
+    width = model.spec.embedding_width
     clip = np.stack([done[i].clip_mean for i in order]) if order else np.zeros((0, width))
     clip_max = np.stack([done[i].clip_max for i in order]) if order else np.zeros((0, width))
     out = {"files": np.array([paths[i] for i in order], dtype=str),

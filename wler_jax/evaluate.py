@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from absl import logging
 import numpy as np
 import sklearn.metrics
+from absl import logging
 
 
 def average_precision(labels, scores, class_names: Sequence[str], *,

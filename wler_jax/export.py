@@ -56,8 +56,9 @@ def export_model(workdir_or_model: Any, path: str, *, platforms: Sequence[str] |
     import jax.numpy as jnp
     from jax import export
 
-    from wler_jax import inference, predict
+    from wler_jax import predict
     from wler_jax.geometry import N_FFTS, N_MELS, SAMPLE_RATE
+    from wler_jax.serving import inference
 
     if platforms is None:
         platforms = tuple(dict.fromkeys(("cpu", export.default_export_platform())))

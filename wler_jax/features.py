@@ -9,13 +9,20 @@ zero-padded inside a batch gets exactly the frames it gets alone.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wler_jax.geometry import (HOP_LENGTH, N_FFTS, N_MELS, SAMPLE_RATE, from_int16,
-                               num_frames_for_samples)
+from wler_jax.geometry import (
+    HOP_LENGTH,
+    N_FFTS,
+    N_MELS,
+    SAMPLE_RATE,
+    from_int16,
+    num_frames_for_samples,
+)
 
 AMIN = 1e-10  # power floor before the log: librosa.power_to_db(amin=1e-10)
 FLOOR_DB = float(10.0 * np.log10(AMIN))  # -100 dB: the value of silence and of padding frames
@@ -24,9 +31,7 @@ FLOOR_DB = float(10.0 * np.log10(AMIN))  # -100 dB: the value of silence and of 
 @functools.lru_cache(maxsize=None)
 def mel_basis(n_fft: int, sr: int = SAMPLE_RATE, n_mels: int = N_MELS) -> np.ndarray:
     """librosa's Slaney mel filterbank, transposed to [n_fft // 2 + 1, n_mels] float32."""
-    import warnings
-
-    import librosa
+    import librosa  # deferred: importing librosa costs ~1 s, and only the basis needs it
 
     with warnings.catch_warnings():  # 128 bands at n_fft=512 leave some filters empty (as in the paper)
         warnings.filterwarnings("ignore", message="Empty filters detected")
@@ -100,7 +105,7 @@ def multi_scale_log_mel(waveforms: jax.Array, lengths: jax.Array,
 
 def librosa_log_mel(waveform: np.ndarray, n_fft: int) -> np.ndarray:
     """Reference path: librosa's log-mel of one recording, [T, 128] dB (a test oracle only)."""
-    import librosa
+    import librosa  # deferred: a test oracle; importing librosa costs ~1 s
 
     mel = librosa.feature.melspectrogram(
         y=np.asarray(waveform, np.float32), sr=SAMPLE_RATE, n_fft=n_fft, hop_length=HOP_LENGTH,

@@ -8,7 +8,7 @@ stderr and exit code 2 (`wler_jax.errors`); anything else keeps its traceback.
 
 Several hosts: run one process per host with `--coordinator_address=HOST:PORT
 --num_processes=N --process_id=K` (or no flags where JAX detects the cluster: Cloud TPU VM,
-SLURM, Open MPI); see `wler_jax.distributed` and the README. One host runs as before.
+SLURM, Open MPI); see `wler_jax.training.distributed` and the README. One host runs as before.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from wler_jax import config_check, errors
+from wler_jax import errors
+from wler_jax.training import config_check
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/wler.py).",
@@ -45,7 +46,9 @@ def main(argv):
     config = FLAGS.config
     with errors.report_user_errors():
         config_check.validate(config)
-        from wler_jax import distributed  # deferred: jax start-up only after the flags are valid
+        from wler_jax.training import (
+            distributed,  # deferred: jax start-up only after the flags are valid
+        )
 
         distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         distributed.quiet_other_processes()
@@ -54,12 +57,12 @@ def main(argv):
 
 def _train(config) -> None:
     workdir = FLAGS.workdir or os.path.join("workdirs", f"{config.method}_{config.data.name}")
-    from wler_jax import distributed
+    from wler_jax.training import distributed
 
     if not FLAGS.workdir and distributed.is_main():
         logging.info("no --workdir given: using %s", os.path.abspath(workdir))
         print(f"workdir: {os.path.abspath(workdir)}", flush=True)
-    from wler_jax import train  # deferred: jax start-up only after the flags are valid
+    from wler_jax.training import train  # deferred: jax start-up only after the flags are valid
 
     train.train_and_evaluate(config, workdir)
 

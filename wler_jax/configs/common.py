@@ -10,7 +10,7 @@ import ml_collections
 from ml_collections import FieldReference
 
 from wler_jax import compile_cache
-from wler_jax.data import DATASETS  # the one list of dataset names
+from wler_jax.data.splits import DATASETS  # the one list of dataset names
 
 SIZES = ("smoke", "cpu", "full")
 
@@ -66,7 +66,7 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     # resolved, in the workdir's run.json.
     c.model.op_impl = "auto"
     # C1P1 (conv1 + bias + ReLU + 2x2 pool): plain (XLA ops) | pallas (one fused Pallas kernel,
-    # forward and backward, wler_jax/conv1_pallas.py; same function; CPUs run it interpreted).
+    # forward and backward, wler_jax/model/conv1_pallas.py; same function; CPUs run it interpreted).
     # Off by default until timed on a GPU.
     c.model.conv1_impl = "plain"
     # per_band: standardise each mel band with the training split's mean/std (kept with the
@@ -114,7 +114,7 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     c.train.checkpoint_every_steps = 200  # latest checkpoint also every N steps within an epoch
     c.train.log_every_steps = 20
     c.train.eval_every_epochs = 1  # validation mAP every N epochs (best epoch kept)
-    # Fine-tuning (wler_jax/transfer.py): a finished workdir whose best checkpoint initialises
+    # Fine-tuning (wler_jax/training/transfer.py): a finished workdir whose best checkpoint initialises
     # every parameter of matching shape (the class head only for the same classes); None = off.
     c.train.init_from = FieldReference(None, field_type=str)
     # Parameters the optimiser never changes: "" (none) | "conv_stack" | a comma-separated list
@@ -156,20 +156,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     return c
 
 
-# model.* fields added after workdirs existed, with the value that behaves as before the field.
-# A run.json written before a field existed reads as this value (`model_field`): for scoring,
-# resuming and fine-tuning alike.
-MODEL_FIELDS_BEFORE_ADDED = {"op_impl": "auto", "conv1_impl": "plain", "input_norm": "none",
-                             "head_bias_init": "zeros"}
 # Other fields a resumed workdir is compared on (train.COMPATIBLE_FIELDS), added after workdirs
 # existed: dotted name -> the value that behaves as before the field.
 FIELDS_BEFORE_ADDED = {"train.ema_decay": 0.0}
-
-
-def model_field(model, name: str):
-    """`model[name]` of a config's model section (ConfigDict or run.json dict), or the value it
-    had before the field existed."""
-    return model.get(name, MODEL_FIELDS_BEFORE_ADDED[name])
 
 
 def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:

@@ -57,16 +57,21 @@ A 44.1 kHz float32 hour is 635 MB and is never held whole.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+import jax
+import ml_collections
+import numpy as np
 from absl import logging
 
 from wler_jax import audio as audio_lib
-from wler_jax import chunked, errors, inference
+from wler_jax import checkpoints, compile_cache, errors
 from wler_jax.audio import AUDIO_EXTENSIONS, AudioError  # noqa: F401  (re-exported)
-from wler_jax.chunked import Prediction
-from wler_jax.models import ModelSpec
+from wler_jax.model.spec import ModelSpec
+from wler_jax.serving import chunked, embeddings, inference
+from wler_jax.serving.chunked import Prediction
 
 USAGE_SNIPPET = '''\
 import jax
@@ -144,12 +149,6 @@ def load_model(workdir: str) -> Model:
       errors.NotAWorkdirError (a FileNotFoundError): `workdir` holds no run.json or no best
         checkpoint.
     """
-    import functools
-
-    import ml_collections
-
-    from wler_jax import checkpoints
-
     workdir = os.path.abspath(workdir)
     run = checkpoints.read_run_file(workdir)
     if run is None:
@@ -169,8 +168,6 @@ def load_model(workdir: str) -> Model:
     spec = ModelSpec.from_config(config, len(class_names))
     logging.info("loaded %s (%s, width %g, %d classes) from %s, best epoch %s", spec.method,
                  spec.pooling, spec.width, len(class_names), workdir, meta.get("epoch"))
-    from wler_jax import embeddings
-
     return Model(params, class_names, config, functools.partial(inference.predict, spec), spec,
                  workdir, functools.partial(embeddings.embed, spec))
 
@@ -247,10 +244,6 @@ def open_for_files(workdir: str, inputs: Sequence[str], *, compile_cache_dir: Op
     """What the predict and embed CLIs do before reading audio: the compilation cache (None:
     the default directory, '' off), the model, the chunks per device call (0: 1 on a CPU, 8 on
     accelerators) and the audio files of `inputs` (`errors.DataError` when there are none)."""
-    import jax
-
-    from wler_jax import compile_cache
-
     compile_cache.configure(compile_cache.default_cache_dir() if compile_cache_dir is None
                             else compile_cache_dir)
     model = load_model(workdir)
@@ -266,7 +259,7 @@ def cli(argv: Sequence[str]) -> int:
     """Run the command line in this process (tests, notebooks): argv[0] is the program name.
 
     The flags are defined by the entry point (`wler_jax/predict/__main__.py`), imported here
-    on first use."""
+    on first use (the entry point imports this module, so not at the top)."""
     from wler_jax.predict import __main__ as entry
 
     return entry.cli(argv)

@@ -11,11 +11,13 @@ import sys
 from typing import Sequence
 
 from absl import app, flags, logging
+from tqdm import tqdm
 
-from wler_jax import errors, reports
+from wler_jax import errors
 from wler_jax.audio import AudioError
-from wler_jax.chunked import Prediction
 from wler_jax.predict import DEFAULT_CHUNK_FRAMES, open_for_files, predict_files
+from wler_jax.serving import reports
+from wler_jax.serving.chunked import Prediction
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir to load the best checkpoint from.")
@@ -64,8 +66,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _predict(inputs: list[str], ext: str) -> int:
-    from tqdm import tqdm
-
     model, files, batch_size = open_for_files(FLAGS.workdir, inputs,
                                               compile_cache_dir=FLAGS.compile_cache_dir,
                                               batch_size=FLAGS.batch_size)

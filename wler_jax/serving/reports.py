@@ -10,8 +10,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from wler_jax import geometry, localisation
-from wler_jax.chunked import Prediction
+from wler_jax import geometry
+from wler_jax.serving import localisation
+from wler_jax.serving.chunked import Prediction
 
 
 def _segment_spans(prediction: Prediction) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ from etils import epath
 
 from wler_jax import audio, errors
 from wler_jax.audio import AUDIO_EXTENSIONS, is_audio_file  # noqa: F401  (the one list)
-from wler_jax.datasets import tfds_compat
+from wler_jax.data.datasets import tfds_compat
 
 tfds_compat.install()  # splits over 1 GB spill to disk through tf.io.gfile otherwise
 
@@ -149,7 +149,7 @@ def find_corpus_root(manual_dir: os.PathLike | str, folder: str, marker: str, *,
         f"{corpus}: the local copy is missing or incomplete: {expected} does not exist.\n"
         f"Nothing is downloaded; put your copy of {corpus} under the manual directory "
         f"{manual_dir} with this layout:\n{layout}\n"
-        "and pass manual_dir=<that directory> (wler_jax.datasets.build(..., manual_dir=...)).")
+        "and pass manual_dir=<that directory> (wler_jax.data.datasets.build(..., manual_dir=...)).")
 
 
 def read_json(path: str) -> Any:
@@ -298,7 +298,7 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 f"{corpus}: the manual directory {path} does not exist or is empty. Nothing is "
                 f"downloaded; put your copy of {corpus} there with this layout:\n{layout}\n"
                 "and pass manual_dir=<that directory> "
-                "(wler_jax.datasets.build(..., manual_dir=...)).") from e
+                "(wler_jax.data.datasets.build(..., manual_dir=...)).") from e
 
 
 def read_reports(data_dir: os.PathLike | str) -> dict[str, Any]:

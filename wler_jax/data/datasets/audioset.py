@@ -30,7 +30,7 @@ import os
 
 from absl import logging
 
-from wler_jax.datasets import common
+from wler_jax.data.datasets import common
 
 PAPER_CLASSES = ("Air conditioning", "Vehicle horn, car horn, honking", "Children playing",
                  "Bark", "Drill", "Idling", "Gunshot, gunfire", "Jackhammer", "Siren")

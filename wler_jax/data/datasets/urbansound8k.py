@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import os
 
-from wler_jax.datasets import common
+from wler_jax.data.datasets import common
 
 CLASSES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
            "engine_idling", "gun_shot", "jackhammer", "siren", "street_music")

@@ -35,8 +35,8 @@ import numpy as np
 from wler_jax import features as features_lib
 from wler_jax import geometry
 from wler_jax.geometry import HOP_LENGTH, N_FFTS, SEGMENT_FRAMES, SEGMENT_HOP
-from wler_jax.inference import finalize, stack_scales
-from wler_jax.models import ModelSpec
+from wler_jax.model.spec import ModelSpec
+from wler_jax.serving.inference import finalize, scale_logits
 
 CONTEXT_HOPS = max(N_FFTS) // 2 // HOP_LENGTH  # 4: the widest STFT reaches 4 hops either side
 LEFT_CONTEXT_SEGMENTS = 1  # segments dropped at a chunk's start (31 frames of context needed)
@@ -63,14 +63,17 @@ def chunk_logits(spec: ModelSpec, params: Any, audio: jax.Array, audio_lengths: 
       segment_logits [K, B, R // 32 - 3, C] and the pooling's extras of the same shape
       (`ModelSpec.segment_logits`; {} unless the pooling needs them).
     """
-    frames = audio.shape[1] // HOP_LENGTH - 2 * CONTEXT_HOPS + 1
-    outs = []
-    for n_fft in N_FFTS:
-        feats, _ = features_lib.log_mel(audio, audio_lengths, n_fft)
-        outs.append(spec.segment_logits(params, feats[:, CONTEXT_HOPS:CONTEXT_HOPS + frames],
-                                        num_frames))
-    logits, _, extras = stack_scales(outs)
+    logits, _, extras = scale_logits(spec, params, chunk_features(audio, audio_lengths),
+                                     num_frames)
     return logits, extras
+
+
+def chunk_features(audio: jax.Array, audio_lengths: jax.Array) -> jax.Array:
+    """The four scales' log-mel of a batch of chunks cut as in `chunk_logits`, without the
+    context hops: [K, B, R, 128] for chunks of R frames."""
+    frames = audio.shape[1] // HOP_LENGTH - 2 * CONTEXT_HOPS + 1
+    feats, _ = features_lib.multi_scale_log_mel(audio, audio_lengths)
+    return feats[:, :, CONTEXT_HOPS:CONTEXT_HOPS + frames]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -270,7 +273,7 @@ class ChunkedScorer:
 
     def _device_call(self, audio, lengths, num_frames):
         """The per-chunk device computation: ([K, B, S, X] per-segment values, extras). Scoring
-        returns logits (`chunk_logits`); `wler_jax.embeddings` returns embeddings here."""
+        returns logits (`chunk_logits`); `wler_jax.serving.embeddings` returns embeddings here."""
         return chunk_logits(self.spec, self.params, audio, lengths, num_frames)
 
     def _collect(self) -> None:

@@ -1,6 +1,6 @@
 """The embedded synthetic dataset as a tfds builder (generated locally, nothing downloaded).
 
-Recordings come from `wler_jax.datasets.synthetic_audio.generate_split(split, size, seed)`:
+Recordings come from `wler_jax.data.datasets.synthetic_audio.generate_split(split, size, seed)`:
 weak labels (the classes present somewhere in the recording) plus the true event times, so the
 pipeline runs end to end with no data and localisation can be evaluated. Each (size, seed)
 pair is its own config (`<size>-seed<seed>`), so changing either never reuses a stale build;
@@ -12,8 +12,7 @@ import dataclasses
 
 import tensorflow_datasets as tfds
 
-from wler_jax.datasets import common
-from wler_jax.datasets import synthetic_audio
+from wler_jax.data.datasets import common, synthetic_audio
 
 
 class WlerSynthetic(common.AudioBuilder, skip_registration=True):

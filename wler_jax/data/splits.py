@@ -1,6 +1,6 @@
 """From a config to data: open the configured dataset's splits, and read their labels/events.
 
-The bridge between `config.data` and `wler_jax.datasets.registry`; also the per-split label
+The bridge between `config.data` and `wler_jax.data.datasets.registry`; also the per-split label
 and event tables evaluation needs (read once per split and cached, without the audio).
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ import numpy as np
 from absl import logging
 
 from wler_jax import errors
+from wler_jax.geometry import SAMPLE_RATE, num_frames_for_samples
+from wler_jax.serving import localisation as loc
 
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "wler_jax", "tfds")
 # The dataset names `config.data.name` takes: the keys of `datasets.registry.BUILDERS`
@@ -40,7 +42,7 @@ def dataset_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def load(config: ml_collections.ConfigDict) -> tuple[dict, list[str], dict]:
     """Builds (first time) and opens the splits: (sources, class_names, info)."""
-    from wler_jax.datasets import registry  # deferred: imports tensorflow_datasets
+    from wler_jax.data.datasets import registry  # deferred: imports tensorflow_datasets
 
     data_dir = os.path.expanduser(config.data.data_dir or DEFAULT_DATA_DIR)
     sources, class_names, info = registry.load_splits(
@@ -95,9 +97,6 @@ def localisation(table: SplitTable, segments: list, class_names: list[str], *, t
       table: the split's ids and events; segments: per recording [S_i, C] probabilities;
       lengths: samples per recording (the batcher's scan).
     """
-    from wler_jax import localisation as loc
-    from wler_jax.geometry import SAMPLE_RATE, num_frames_for_samples
-
     if not any(len(e["label"]) for e in table.events):
         return None
     preds, truth, durations = {}, {}, {}

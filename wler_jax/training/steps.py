@@ -20,7 +20,7 @@ from flax.training import train_state
 
 from wler_jax import features as features_lib
 from wler_jax.geometry import N_FFTS, SAMPLE_RATE, from_int16, num_frames_for_samples
-from wler_jax.models import ModelSpec
+from wler_jax.model.spec import ModelSpec
 
 
 class TrainState(train_state.TrainState):

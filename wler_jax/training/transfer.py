@@ -14,8 +14,8 @@ a run starts (not when it resumes: the latest checkpoint already holds the fine-
   loaded only when the source has the same class set (reordered by name if the order differs);
   with other classes it keeps its fresh initialisation -- the log says so;
 * a SLAT source initialises a WLER run through the paper's exact N_S -> N_T conversion
-  (`models.ns_to_nt_params`: FC1 becomes the 4x4 FCv1 conv, FC2 the 1x1 FCv2), and a WLER
-  source a SLAT run through its inverse (`nt_to_ns_params`); both are reshapes, so the
+  (`spec.ns_to_nt_params`: FC1 becomes the 4x4 FCv1 conv, FC2 the 1x1 FCv2), and a WLER
+  source a SLAT run through its inverse (`spec.nt_to_ns_params`); both are reshapes, so the
   converted network computes the same function on a 128-frame window;
 * input normalisation statistics (`model.input_norm=per_band` or `per_band_mean`) come from the
   source: its conv stack was trained on inputs normalised with them.
@@ -36,15 +36,16 @@ import json
 import os
 from typing import Any, Sequence
 
+import jax
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
-from wler_jax import errors
-from wler_jax.configs.common import model_field
+from wler_jax import checkpoints, errors
+from wler_jax.model.spec import METHODS, ModelSpec, convert_params, model_field
 
 TRANSFER_FILE = "transfer.json"  # in the fine-tuned run's workdir: what init_from loaded
 CLASS_HEAD = ("fc2", "attention", "alpha")  # top-level params whose last axis is the classes
-METHODS = ("wler", "slat")
 
 
 # -- the source ---------------------------------------------------------------------------------
@@ -106,8 +107,6 @@ def has_started(workdir: str) -> bool:
 
 def load_source(init_from: str) -> Any:
     """The source workdir's best parameters (host arrays)."""
-    from wler_jax import checkpoints
-
     ckpt = checkpoints.Checkpointer(os.path.abspath(os.path.expanduser(init_from)))
     try:
         params, _ = ckpt.restore_best()
@@ -117,30 +116,6 @@ def load_source(init_from: str) -> Any:
 
 
 # -- N_T -> N_S ---------------------------------------------------------------------------------
-def nt_to_ns_params(nt_params: dict) -> dict:
-    """The inverse of `models.ns_to_nt_params`: WLER's FCv1 [4, 4, C5, H] -> N_S's FC1
-    [4*4*C5, H] (row-major (time, mel, channel), N_S's flatten order), FCv2 [1, 1, H, C] ->
-    FC2 [H, C]. Other top-level entries (conv stack, input norm) are kept."""
-    p = dict(nt_params)
-    fc1, fc2 = p["fc1"], p["fc2"]
-    hidden = fc1["kernel"].shape[-1]
-    p["fc1"] = {"kernel": np.reshape(fc1["kernel"], (-1, hidden)), "bias": fc1["bias"]}
-    p["fc2"] = {"kernel": np.reshape(fc2["kernel"], (hidden, -1)), "bias": fc2["bias"]}
-    for name in ("attention", "alpha"):  # WLER pooling params: no N_S counterpart
-        p.pop(name, None)
-    return p
-
-
-def convert(source_params: dict, source_method: str, target_method: str) -> tuple[dict, str]:
-    """Source params in the target network's layout, and the conversion's name ('' if none)."""
-    if source_method == target_method:
-        return dict(source_params), ""
-    if source_method == "slat" and target_method == "wler":
-        from wler_jax.models import ns_to_nt_params
-        return ns_to_nt_params(dict(source_params)), "N_S -> N_T (SLAT source, WLER run)"
-    return nt_to_ns_params(source_params), "N_T -> N_S (WLER source, SLAT run)"
-
-
 # -- loading ------------------------------------------------------------------------------------
 def init_params(target_params: Any, source_params: Any, *, source_method: str,
                 target_method: str, source_classes: Sequence[str],
@@ -152,9 +127,7 @@ def init_params(target_params: Any, source_params: Any, *, source_method: str,
       the target's own arrays elsewhere); report = {"conversion", "class_head", "loaded": [path],
       "reinitialised": {path: reason}, "unused": [path]}, paths '/'-joined.
     """
-    from flax import traverse_util
-
-    src, conversion = convert(source_params, source_method, target_method)
+    src, conversion = convert_params(source_params, source_method, target_method)
     flat_s = traverse_util.flatten_dict(src, sep="/")
     flat_t = traverse_util.flatten_dict(target_params, sep="/")
     source_classes, target_classes = list(source_classes), list(target_classes)
@@ -233,8 +206,6 @@ def freeze_paths(config) -> tuple[str, ...]:
 
 def check_freeze(paths: Sequence[str], params: Any) -> None:
     """Raises errors.ConfigError unless every path names a parameter subtree of `params`."""
-    from flax import traverse_util
-
     flat = [tuple(k) for k in traverse_util.flatten_dict(params)]
     bad = [p for p in paths if not any(k[:len(p.split("/"))] == tuple(p.split("/"))
                                        for k in flat)]
@@ -250,9 +221,5 @@ def validate(config) -> None:
         check_source(config.train.init_from, config)
     paths = freeze_paths(config)
     if paths:
-        import jax
-
-        from wler_jax.models import ModelSpec
-
         spec = ModelSpec.from_config(config, 1, devices=jax.devices("cpu")[:1])
         check_freeze(paths, jax.eval_shape(spec.init, jax.random.key(0)))

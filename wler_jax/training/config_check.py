@@ -8,12 +8,13 @@ from __future__ import annotations
 import ml_collections
 from absl import flags
 
-from wler_jax import errors, pooling
-from wler_jax.data import DATASETS
-from wler_jax.models import CONV1_IMPLS, OP_IMPLS
+from wler_jax import errors
+from wler_jax.data.splits import DATASETS
+from wler_jax.model import pooling
+from wler_jax.model.spec import CONV1_IMPLS, METHODS, OP_IMPLS
 
 CHOICES = {
-    "method": ("wler", "slat"),
+    "method": METHODS,
     "data.name": DATASETS,
     "data.size": ("smoke", "cpu", "gpu"),
     "model.pooling": tuple(pooling.POOLINGS),
@@ -79,6 +80,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                         "(--config.data.path=FOLDER_OR_CSV)")
     if problems:
         raise errors.ConfigError("invalid config: " + "; ".join(problems))
-    from wler_jax import transfer  # train.init_from / train.freeze
+    from wler_jax.training import transfer  # train.init_from / train.freeze
 
     transfer.validate(config)

@@ -2,7 +2,7 @@
 
 Padding every recording to the longest one would waste most of the compute on web data (0.6 s
 to 10 min), so recordings are grouped into a few length buckets; the number of compiled shapes
-is bounded by the number of buckets. `wler_jax.input_pipeline` reads and pads what this plans.
+is bounded by the number of buckets. `wler_jax.data.input_pipeline` reads and pads what this plans.
 
 Geometry. A recording of n samples has T = 1 + n // 512 frames. A bucket of F frames holds
 waveforms zero-padded to L = F * 512 - 1 samples (`geometry.max_samples_for_frames`): every
@@ -27,8 +27,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from absl import logging
 import numpy as np
+from absl import logging
 
 from wler_jax import geometry
 

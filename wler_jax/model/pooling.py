@@ -13,7 +13,7 @@ al., "Audio Set classification with attention model" (2018); auto-pool: McFee, S
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import jax
 import jax.numpy as jnp

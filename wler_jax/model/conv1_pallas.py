@@ -48,8 +48,8 @@ import jax.numpy as jnp
 from flax.linen import dtypes as flax_dtypes
 from jax.experimental import pallas as pl
 
-from wler_jax import conv as conv_lib
-from wler_jax import relu_max_pool
+from wler_jax.model import conv as conv_lib
+from wler_jax.model import relu_max_pool
 
 IMPLS = ("plain", "pallas", "pallas_interpret")  # ModelSpec.conv1_impl
 BLOCK_ROWS = 8  # pooled output rows per program (16 conv rows)

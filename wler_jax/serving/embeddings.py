@@ -39,41 +39,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from wler_jax import audio as audio_lib
-from wler_jax import chunked
-from wler_jax import features as features_lib
-from wler_jax import geometry, inference
+from wler_jax import geometry
 from wler_jax.audio import AudioError
-from wler_jax.geometry import N_FFTS, SEGMENT_FRAMES
-from wler_jax.models import ModelSpec, slat_windows
-
-EMBEDDING_LAYER = "fc1"  # FCv1 (N_W / N_T) and FC1 (N_S): the module name in both networks
+from wler_jax.model.spec import ModelSpec
+from wler_jax.serving import chunked, inference
 
 
-def _is_fcv1(module, method_name: str) -> bool:
-    return module.name == EMBEDDING_LAYER and method_name == "__call__"
-
-
-def segment_embeddings(spec: ModelSpec, params: Any, features: jax.Array, num_frames: jax.Array
-                       ) -> tuple[jax.Array, jax.Array]:
-    """One scale's FCv1 activations: ([B, S, D] float32, segment mask [B, S]).
-
-    The network runs as in `ModelSpec.segment_logits` (test mode); FCv1's output is captured
-    (flax `capture_intermediates`) and passed through its ReLU. WLER: segment k of the whole
-    recording; SLAT: the window on segment k's frames (hop `spec.slat_hop`), scored alone.
-    """
-    module = spec.module()
-    if spec.method == "wler":
-        (_, aux), state = module.apply({"params": params}, features, num_frames,
-                                       capture_intermediates=_is_fcv1, mutable=["intermediates"])
-        h = state["intermediates"][EMBEDDING_LAYER]["__call__"][0][:, :, 0, :]  # [B, S, D]
-        mask = aux["segment_mask"]
-    else:
-        wins, mask = slat_windows(features, num_frames, spec.slat_hop)
-        n, w = mask.shape
-        _, state = module.apply({"params": params}, wins.reshape(n * w, SEGMENT_FRAMES, -1),
-                                capture_intermediates=_is_fcv1, mutable=["intermediates"])
-        h = state["intermediates"][EMBEDDING_LAYER]["__call__"][0].reshape(n, w, -1)
-    return jax.nn.relu(h.astype(jnp.float32)), mask
+def scale_embeddings(spec: ModelSpec, params: Any, features: jax.Array, num_frames: jax.Array
+                     ) -> tuple[jax.Array, jax.Array]:
+    """FCv1 activations averaged over the K scales of `features` [K, B, T, 128]:
+    ([B, S, D], mask [B, S]) (`ModelSpec.segment_embeddings` per scale)."""
+    segments, mask = inference.each_scale(functools.partial(spec.segment_embeddings, params),
+                                          features, num_frames)
+    return segments.mean(0), mask[0]
 
 
 def pool(segments: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -95,9 +73,8 @@ def embed(spec: ModelSpec, params: Any, batch: dict) -> dict[str, jax.Array]:
        "segment_mask": [B, S] bool}; no batch axis when the batch had none.
     """
     feats, num_frames, single = inference.batch_features(batch)
-    outs = [segment_embeddings(spec, params, feats[k], num_frames) for k in range(feats.shape[0])]
-    mask = outs[0][1]
-    segments = jnp.where(mask[..., None], jnp.mean(jnp.stack([o[0] for o in outs]), 0), 0.0)
+    segments, mask = scale_embeddings(spec, params, feats, num_frames)
+    segments = jnp.where(mask[..., None], segments, 0.0)
     clip_mean, clip_max = pool(segments, mask)
     result = {"segments": segments, "clip_mean": clip_mean, "clip_max": clip_max,
               "segment_mask": mask}
@@ -109,13 +86,9 @@ def embed(spec: ModelSpec, params: Any, batch: dict) -> dict[str, jax.Array]:
 def chunk_embeddings(spec: ModelSpec, params: Any, audio: jax.Array, audio_lengths: jax.Array,
                      num_frames: jax.Array) -> tuple[jax.Array, dict]:
     """`chunked.chunk_logits` for embeddings: ([1, B, R // 32 - 3, D] scale-averaged, {})."""
-    frames = audio.shape[1] // geometry.HOP_LENGTH - 2 * chunked.CONTEXT_HOPS + 1
-    outs = []
-    for n_fft in N_FFTS:
-        feats, _ = features_lib.log_mel(audio, audio_lengths, n_fft)
-        feats = feats[:, chunked.CONTEXT_HOPS:chunked.CONTEXT_HOPS + frames]
-        outs.append(segment_embeddings(spec, params, feats, num_frames)[0])
-    return jnp.mean(jnp.stack(outs), 0)[None], {}
+    segments, _ = scale_embeddings(spec, params, chunked.chunk_features(audio, audio_lengths),
+                                   num_frames)
+    return segments[None], {}
 
 
 @dataclasses.dataclass
@@ -187,9 +160,3 @@ def embed_files(model, paths: Sequence[str], *, chunk_frames: int = 2048, batch_
         if on_read is not None:
             on_read()
     yield from ((k, e, None) for k, e in embedder.flush())
-
-
-def embedding_width(spec: ModelSpec) -> int:
-    """D: the FCv1 width of a model."""
-    from wler_jax.models import PAPER_HIDDEN, scaled
-    return scaled(PAPER_HIDDEN, spec.width)

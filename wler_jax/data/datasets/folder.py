@@ -46,7 +46,7 @@ import os
 import numpy as np
 from absl import logging
 
-from wler_jax.datasets import common
+from wler_jax.data.datasets import common
 
 SPLIT_FILE = "split_assignment.json"
 SPLIT_FRACTIONS = {"validation": 0.15, "test": 0.15}  # train gets the rest (70 %)

@@ -24,13 +24,15 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from wler_jax import errors
-from wler_jax.datasets import audioset
-from wler_jax.datasets import common
-from wler_jax.datasets import esc50
-from wler_jax.datasets import folder
-from wler_jax.datasets import synthetic
-from wler_jax.datasets import urbansound
-from wler_jax.datasets import urbansound8k
+from wler_jax.data.datasets import (
+    audioset,
+    common,
+    esc50,
+    folder,
+    synthetic,
+    urbansound,
+    urbansound8k,
+)
 
 BUILDERS: dict[str, type[common.AudioBuilder]] = {
     "synthetic": synthetic.WlerSynthetic,

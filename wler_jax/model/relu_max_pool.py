@@ -25,7 +25,7 @@ e.g. a bias-only output); the window's total gradient, and so d(bias), is the sa
 (With a bias, the maximum is taken before adding it: distinct x values that round to the same
 x + bias are not ties here, the larger x gets the gradient, still a maximal element.)
 
-Not to be confused with `wler_jax.pooling` (global pooling of segment scores into a clip score):
+Not to be confused with `wler_jax.model.pooling` (global pooling of segment scores into a clip score):
 this is the local 2x2 pool of each conv block. `impl` is explicit: "fused" (the custom-VJP op,
 fast on XLA:CPU) or "xla" (the plain `max_pool_2x2(relu(x + bias))`, autodiff's gradient, used on
 GPUs and TPUs); the run chooses once where the model is built (`models.resolve_ops`).

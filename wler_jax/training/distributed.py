@@ -4,7 +4,7 @@ JAX runs one Python process per host (a TPU VM worker, a GPU node, or, to try it
 processes on one CPU machine); `jax.distributed.initialize` connects them, after which
 `jax.devices()` lists the devices of every process and one jitted step runs over a mesh of
 all of them. This module holds what the training loop needs on top of that, so that
-`wler_jax.train` reads the same on one host and on many:
+`wler_jax.training.train` reads the same on one host and on many:
 
 - `initialize`: calls `jax.distributed.initialize` when the command line asks for it
   (`--coordinator_address`, `--num_processes`, `--process_id`) or when JAX's own cluster
@@ -128,8 +128,8 @@ def _orbax_barriers_without_collectives() -> None:
     Orbax's own switch `--experimental_orbax_use_distributed_barrier` moves its barriers to the
     distributed client (thread-safe, with timeouts).
     """
-    from absl import flags
     import orbax.checkpoint as ocp  # defines the flag
+    from absl import flags
 
     switch = ocp.multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER
     flags.FLAGS[switch.name].value = True

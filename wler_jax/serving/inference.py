@@ -3,19 +3,19 @@
 `predict(spec, params, batch)`: one jitted pure function from a padded batch (raw 44.1 kHz
 waveforms, or precomputed log-mel features) to clip and segment probabilities, four scales
 averaged. `wler_jax.predict.load_model(...).predict_fn` is this with the model bound; training's
-evaluation and `wler_jax.export` run it too. `wler_jax.chunked` scores recordings of any length
+evaluation and `wler_jax.export` run it too. `wler_jax.serving.chunked` scores recordings of any length
 in bounded memory with the same results (the tests hold them to ~1e-5).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
 from wler_jax import features as features_lib
-from wler_jax.models import ModelSpec  # noqa: F401  (re-exported: inference.ModelSpec)
+from wler_jax.model.spec import ModelSpec
 
 
 def finalize(spec: ModelSpec, params: Any, segment_logits: jax.Array, mask: jax.Array,
@@ -39,10 +39,22 @@ def finalize(spec: ModelSpec, params: Any, segment_logits: jax.Array, mask: jax.
             "segments": jnp.where(mask[..., None], segments, 0.0), "segment_mask": mask}
 
 
-def stack_scales(outs: list) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-    """[(segment_logits, mask, extras) per scale] -> ([K, ...] logits, the mask, stacked extras)."""
-    extras = {n: jnp.stack([o[2][n] for o in outs]) for n in outs[0][2]}
-    return jnp.stack([o[0] for o in outs]), outs[0][1], extras
+def each_scale(fn: Callable[[jax.Array, jax.Array], Any], features: jax.Array,
+               num_frames: jax.Array) -> Any:
+    """`fn(features[k], num_frames)` for each of the K scales of `features` [K, B, T, 128], every
+    output leaf stacked on a new leading K axis: the one loop over scales of prediction, chunked
+    scoring and embeddings (paper §II-C: a recording's score averages its four scales)."""
+    outs = [fn(features[k], num_frames) for k in range(features.shape[0])]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+
+def scale_logits(spec: ModelSpec, params: Any, features: jax.Array, num_frames: jax.Array
+                 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """Every scale through the network: ([K, B, S, C] segment logits, mask [B, S], extras
+    {name: [K, B, S, C]}) (`ModelSpec.segment_logits` per scale)."""
+    logits, mask, extras = each_scale(functools.partial(spec.segment_logits, params), features,
+                                      num_frames)
+    return logits, mask[0], extras
 
 
 def batch_features(batch: dict) -> tuple[jax.Array, jax.Array, bool]:
@@ -50,7 +62,7 @@ def batch_features(batch: dict) -> tuple[jax.Array, jax.Array, bool]:
 
     Returns (features [K, B, T, 128], num_frames [B], single): `single` when the batch had no
     batch axis (B = 1 here; the caller drops the axis again). Shared by `predict` and
-    `wler_jax.embeddings.embed`, so both take exactly the same batches.
+    `wler_jax.serving.embeddings.embed`, so both take exactly the same batches.
     """
     if "audio" in batch:
         lengths = jnp.asarray(batch["num_samples"])
@@ -89,6 +101,5 @@ def predict(spec: ModelSpec, params: Any, batch: dict) -> dict[str, jax.Array]:
        segments), "segment_mask": [B, S] bool}, S = max(T, 128) // 32 - 3.
     """
     feats, num_frames, single = batch_features(batch)
-    outs = [spec.segment_logits(params, feats[k], num_frames) for k in range(feats.shape[0])]
-    result = finalize(spec, params, *stack_scales(outs))
+    result = finalize(spec, params, *scale_logits(spec, params, feats, num_frames))
     return jax.tree.map(lambda x: x[0], result) if single else result

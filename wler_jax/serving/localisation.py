@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from absl import logging
 import numpy as np
 import pandas as pd
 import scipy.ndimage
+from absl import logging
 
 from wler_jax import geometry
 
@@ -310,6 +310,7 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
        "num_recordings", "num_recordings_without_events", "ground_truth_dropped",
        "ground_truth_merged"} — floats are plain Python floats.
     """
+    # deferred: sed_scores_eval pulls in dcase_util and friends (seconds); only evaluation needs it
     from sed_scores_eval import intersection_based, segment_based
     from sed_scores_eval.base_modules.scores import create_score_dataframe
 

@@ -1,6 +1,6 @@
-"""The model family (DESIGN §2): the paper's networks in Flax linen and `ModelSpec`, its one entry.
+"""The paper's networks in Flax linen (N_S, N_T / N_W); `wler_jax.model.spec.ModelSpec` is their one entry.
 
-Synopsis::
+Synopsis (through the spec)::
 
     spec = ModelSpec.from_config(config, num_classes, devices=mesh.devices.flat)
     params = spec.init(rng)                                   # float32 parameter tree
@@ -22,20 +22,18 @@ recording scores the same in any batch as alone: padding frames can hold anythin
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wler_jax import conv as conv_lib
-from wler_jax import conv1_pallas
-from wler_jax import pooling as pooling_lib
-from wler_jax import relu_max_pool
 from wler_jax.features import FLOOR_DB
-from wler_jax.geometry import N_MELS, SEGMENT_FRAMES, SEGMENT_HOP, segment_mask, window_mask
+from wler_jax.geometry import N_MELS, SEGMENT_FRAMES, segment_mask, window_mask
+from wler_jax.model import conv as conv_lib
+from wler_jax.model import conv1_pallas, relu_max_pool
+from wler_jax.model import pooling as pooling_lib
 
 PAPER_FILTERS = (96, 128, 128, 256, 256)  # C1P1 .. C5P5
 PAPER_HIDDEN = 256  # FC1 / FCv1 units
@@ -231,181 +229,6 @@ def slat_windows(features: jax.Array, num_frames: jax.Array, hop: int
     valid = window_mask(num_frames, x.shape[1], hop=hop, xp=jnp)
     idx = jnp.arange(valid.shape[1])[:, None] * hop + jnp.arange(SEGMENT_FRAMES)[None, :]
     return x[:, idx], valid  # gather [N, W, 128, 128]
-
-
-# -- the op choice, once per run -----------------------------------------------------------------
-OP_IMPLS = ("auto", "cpu", "xla")  # config field model.op_impl
-# What each choice means for (conv_impl, pool_impl). "cpu": the matmul kernel gradient on wide
-# layers and the fused ReLU + 2x2 max pool (fast on XLA:CPU, bench/README.md); "xla": plain XLA
-# ops (= flax.linen.Conv and autodiff of the max pool; GPUs and TPUs). Forward results and
-# parameters are identical; only the gradients' implementation (and max-pool tie-breaking) differ.
-OPS = {"cpu": ("matmul_grad_wide", "fused"), "xla": ("xla", "xla")}
-
-
-def resolve_ops(op_impl: str, devices: Optional[Iterable[Any]] = None) -> str:
-    """`model.op_impl` for the devices a run computes on: "cpu" or "xla".
-
-    "auto" is "cpu" when every device is a CPU and "xla" otherwise; "cpu" / "xla" are kept.
-    `devices` defaults to `jax.devices()` (the process's default backend).
-    """
-    if op_impl not in OP_IMPLS:
-        raise ValueError(f"model.op_impl must be one of {OP_IMPLS}, got {op_impl!r}")
-    if op_impl != "auto":
-        return op_impl
-    devices = list(jax.devices() if devices is None else devices)
-    return "cpu" if devices and all(d.platform == "cpu" for d in devices) else "xla"
-
-
-CONV1_IMPLS = ("plain", "pallas")  # config field model.conv1_impl
-
-
-def resolve_conv1(conv1_impl: str, devices: Optional[Iterable[Any]] = None) -> str:
-    """`model.conv1_impl` for the devices of a run: "plain", "pallas" (GPUs, TPUs) or
-    "pallas_interpret" ("pallas" when every device is a CPU: Pallas' interpreter, for tests)."""
-    if conv1_impl not in CONV1_IMPLS:
-        raise ValueError(f"model.conv1_impl must be one of {CONV1_IMPLS}, got {conv1_impl!r}")
-    if conv1_impl == "plain":
-        return "plain"
-    devices = list(jax.devices() if devices is None else devices)
-    return "pallas_interpret" if all(d.platform == "cpu" for d in devices) else "pallas"
-
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """What fixes the network's function (hashable: a static argument of the jitted functions).
-
-    Attributes:
-      method: "wler" (N_W on whole recordings) or "slat" (N_S on 128-frame windows).
-      num_classes: C.
-      width: channel width multiplier.
-      pooling: N_W's global pooling (`wler_jax.pooling`); SLAT always takes the max.
-      dtype: compute dtype name, "float32" or "bfloat16" (params stay float32).
-      dropout_rate: on the inputs of FC1/FCv1 and FC2/FCv2 (training only).
-      slat_hop: hop of SLAT's test windows in frames (32 = N_T's segment grid).
-      conv_impl: `conv.Conv` implementation, "xla" | "matmul_grad" | "matmul_grad_wide".
-      pool_impl: `relu_max_pool` implementation, "xla" | "fused".
-      input_norm: `(x - mean) / std` per mel band with the training split's statistics, kept in
-        params["input_norm"] (`InputNorm`); `model.input_norm=per_band_mean` stores std = 1.
-      conv1_impl: C1P1 as XLA ops ("plain") or one fused Pallas kernel ("pallas", or
-        "pallas_interpret" on CPUs): `conv1_pallas`, same parameters and function.
-    """
-
-    method: str
-    num_classes: int
-    width: float
-    pooling: str = "max"
-    dtype: str = "float32"
-    dropout_rate: float = 0.5
-    slat_hop: int = SEGMENT_HOP
-    conv_impl: str = "xla"
-    pool_impl: str = "xla"
-    input_norm: bool = False
-    conv1_impl: str = "plain"
-
-    @classmethod
-    def from_config(cls, config, num_classes: int, *,
-                    devices: Optional[Iterable[Any]] = None) -> "ModelSpec":
-        """The spec of a training config (`configs/common.py` fields).
-
-        `config.model.op_impl` ("auto" when the config predates the field) is resolved for
-        `devices` (default `jax.devices()`): see `resolve_ops`; `model.conv1_impl` ("plain"
-        when absent) likewise (`resolve_conv1`).
-        """
-        from wler_jax.configs.common import model_field
-
-        ops = resolve_ops(model_field(config.model, "op_impl"), devices)
-        conv_impl, pool_impl = OPS[ops]
-        return cls(method=config.method, num_classes=int(num_classes),
-                   width=float(config.model.width), pooling=config.model.pooling,
-                   dtype=config.model.dtype, dropout_rate=float(config.model.dropout_rate),
-                   slat_hop=int(config.input.slat_eval_hop), conv_impl=conv_impl,
-                   pool_impl=pool_impl,
-                   input_norm=model_field(config.model, "input_norm") != "none",
-                   conv1_impl=resolve_conv1(model_field(config.model, "conv1_impl"), devices))
-
-    @property
-    def ops(self) -> dict[str, str]:
-        """The op choice, as recorded in the workdir's run.json."""
-        return {"conv_impl": self.conv_impl, "pool_impl": self.pool_impl}
-
-    @property
-    def clip_pooling(self) -> str:
-        """The global pooling from segments to a clip: the configured one for WLER, max for SLAT
-        (a recording's score is its best window's)."""
-        return self.pooling if self.method == "wler" else "max"
-
-    def module(self) -> nn.Module:
-        """N_W (WLER) or N_S (SLAT) with this spec's width, dtype and ops."""
-        dtype = _DTYPES[self.dtype]
-        kwargs = dict(width=self.width, dropout_rate=self.dropout_rate, dtype=dtype,
-                      conv_impl=self.conv_impl, pool_impl=self.pool_impl,
-                      input_norm=self.input_norm, conv1_impl=self.conv1_impl)
-        if self.method == "wler":
-            return WLER(self.num_classes, pooling=self.pooling, **kwargs)
-        if self.method == "slat":
-            return SegmentNet(self.num_classes, **kwargs)
-        raise ValueError(f"unknown method {self.method!r}: 'wler' or 'slat'")
-
-    def init(self, rng: jax.Array) -> Any:
-        """Float32 parameters (the "params" collection) from a 128-frame dummy input."""
-        x = jnp.zeros((1, SEGMENT_FRAMES, N_MELS), jnp.float32)
-        if self.method == "wler":
-            return self.module().init(rng, x, jnp.array([SEGMENT_FRAMES]))["params"]
-        return self.module().init(rng, x)["params"]
-
-    def segment_logits(self, params: Any, features: jax.Array, num_frames: jax.Array, *,
-                       train: bool = False, rngs: Optional[dict] = None,
-                       hop: Optional[int] = None
-                       ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-        """One scale through the network: WLER's segments, or SLAT's windows scored one by one.
-
-        Args:
-          params: the "params" collection.
-          features: [B, T, 128] log-mel dB.
-          num_frames: [B] valid frames.
-          train: dropout on (needs rngs={"dropout": key}).
-          hop: SLAT's window hop (default `slat_hop`, the test grid); unused by WLER.
-        Returns:
-          segment_logits [B, S, C] float32, segment_mask [B, S] bool and extras, the per-segment
-          inputs of the global pooling ({"attention_logits": [B, S, C]} for attention pooling,
-          else {}). For WLER and SLAT at hop 32, S = max(T, 128) // 32 - 3.
-        """
-        module = self.module()
-        if self.method == "wler":
-            _, aux = module.apply({"params": params}, features, num_frames, train=train,
-                                  rngs=rngs)
-            extras = {k: aux[k] for k in ("attention_logits",) if k in aux}
-            return aux["segment_logits"], aux["segment_mask"], extras
-        wins, mask = slat_windows(features, num_frames, self.slat_hop if hop is None else hop)
-        n, w = mask.shape
-        logits = module.apply({"params": params}, wins.reshape(n * w, SEGMENT_FRAMES, -1),
-                              train=train, rngs=rngs)
-        return logits.reshape(n, w, -1).astype(jnp.float32), mask, {}
-
-    def clip_logits(self, params: Any, segment_logits: jax.Array, mask: jax.Array,
-                    extras: Optional[dict] = None) -> jax.Array:
-        """Masked global pooling of [B, S, C] segment logits -> [B, C] clip logits."""
-        extras = dict(extras or {})
-        if self.clip_pooling == "auto_pool":
-            extras["alpha"] = params["alpha"]
-        return pooling_lib.get(self.clip_pooling)(segment_logits, mask, **extras)
-
-    def training_logits(self, params: Any, features: jax.Array, num_frames: jax.Array, *,
-                        rngs: dict, slat_hop: int) -> tuple[jax.Array, jax.Array]:
-        """What the method's loss is computed on, each labelled with its recording's label.
-
-        WLER: one pooled clip per recording; SLAT: every `slat_hop`-spaced 128-frame window.
-        Returns logits [B, K, C] and their validity [B, K] (K = 1 for WLER).
-        """
-        seg, mask, extras = self.segment_logits(params, features, num_frames, train=True,
-                                                rngs=rngs, hop=slat_hop)
-        if self.method == "wler":
-            clip = self.clip_logits(params, seg, mask, extras)
-            return clip[:, None], jnp.ones((clip.shape[0], 1), bool)
-        return seg, mask
 
 
 def ns_to_nt_params(ns_params: dict) -> dict:

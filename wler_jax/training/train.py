@@ -18,11 +18,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from wler_jax import (checkpoints, compile_cache, data, distributed, errors, evaluate, geometry,
-                      inference, input_pipeline, input_stats, models, steps, transfer)
-from wler_jax.configs.common import FIELDS_BEFORE_ADDED, MODEL_FIELDS_BEFORE_ADDED, model_field
+from wler_jax import checkpoints, compile_cache, errors, evaluate
+from wler_jax.configs.common import FIELDS_BEFORE_ADDED
+from wler_jax.data import input_pipeline, input_stats, splits
+from wler_jax.model import networks
+from wler_jax.model.spec import MODEL_FIELDS_BEFORE_ADDED, ModelSpec, model_field, resolve_ops
+from wler_jax.serving import inference
+from wler_jax.training import distributed, steps, transfer
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 # train.ema_decay: on or off changes what the checkpointed state holds.
@@ -34,10 +39,10 @@ NOT_COMPARED_MODEL_FIELDS = ("op_impl", "conv1_impl")
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int, devices=None
-                 ) -> models.ModelSpec:
+                 ) -> ModelSpec:
     """The spec of N_W (WLER) or N_S (SLAT) at the configured width, pooling, compute dtype and
     ops; `config.model.op_impl` is resolved for `devices` (default: all of `jax.devices()`)."""
-    return models.ModelSpec.from_config(config, num_classes, devices=devices)
+    return ModelSpec.from_config(config, num_classes, devices=devices)
 
 
 def _compatible_view(config_dict: dict) -> dict:
@@ -135,15 +140,9 @@ def predict_split(eval_fn, params, source, batcher, mesh_sharding, config) -> di
     return {"clip": clip, "segments": segments}
 
 
-def _examples_per_batch(batcher: input_pipeline.RecordingBatcher, config) -> float:
+def _examples_per_batch(spec: ModelSpec, batcher: input_pipeline.RecordingBatcher, config) -> float:
     """Mean training examples per batch of epoch 0: recordings (WLER) or SLAT windows."""
-    frames = np.asarray(batcher.train_frames)
-    if config.method == "wler":
-        examples = len(frames)
-    else:
-        # the windows the loss counts: `geometry.window_mask`, as `models.slat_windows` cuts them
-        examples = int(geometry.window_mask(frames, int(frames.max()),
-                                            hop=config.input.slat_hop).sum())
+    examples = spec.training_examples(batcher.train_frames, config.input.slat_hop)
     return examples / max(batcher.num_batches(0), 1)
 
 
@@ -157,7 +156,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     compile_cache.configure(config.get("compile_cache_dir", compile_cache.default_cache_dir()))
     if config.train.get("init_from") and not transfer.has_started(workdir):
         transfer.check_source(config.train.init_from, config, workdir=workdir)  # before any work
-    sources, class_names, data_info = distributed.load_once(lambda: data.load(config))
+    sources, class_names, data_info = distributed.load_once(lambda: splits.load(config))
     check_workdir(workdir, config, class_names)
     distributed.check_workdir(workdir, checkpoints.read_run_file(workdir))
     num_classes = len(class_names)
@@ -167,7 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                          "config": config.to_dict(), "class_names": class_names,
                                          "data": data_info, "ops": {
                                              "op_impl": config.model.op_impl,
-                                             "resolved": models.resolve_ops(
+                                             "resolved": resolve_ops(
                                                  config.model.op_impl, mesh.devices.flat),
                                              "platform": mesh.devices.flat[0].platform,
                                              **spec.ops}})
@@ -200,7 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("evaluating a moving average of the weights (decay %g per step)", ema_decay)
     transfer.check_freeze(transfer.freeze_paths(config), state.params)
     logging.info("%s model, %d parameters (width %.3g, pooling %s, ops: conv %s, pool %s)",
-                 config.method.upper(), models.num_params(state.params), config.model.width,
+                 config.method.upper(), networks.num_params(state.params), config.model.width,
                  config.model.pooling, spec.conv_impl, spec.pool_impl)
 
     ckpt = checkpoints.Checkpointer(workdir)
@@ -224,12 +223,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = state.replace(params=jax.device_put(params, replicated))
     if restored is None and model_field(config.model, "head_bias_init") == "prior":
         prior = input_stats.prior_logits(
-            data.multi_hot_labels(data.read_split_table(sources["train"]), num_classes))
+            splits.multi_hot_labels(splits.read_split_table(sources["train"]), num_classes))
         logging.info("output bias from the training split's class frequencies: logit %.2f .. %.2f",
                      prior.min(), prior.max())
         params = {**state.params, "fc2": {**state.params["fc2"], "bias": jnp.asarray(prior)}}
         state = state.replace(params=jax.device_put(params, replicated))
-    if restored is None and config.train.get("init_from"):  # fine-tuning (wler_jax/transfer.py)
+    if restored is None and config.train.get("init_from"):  # fine-tuning (wler_jax/training/transfer.py)
         params, _ = transfer.init_from_workdir(config, jax.device_get(state.params), class_names,
                                                workdir)
         state = state.replace(params=jax.device_put(params, replicated))
@@ -238,9 +237,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     example_norm = 0.0
     if config.train.loss_weighting == "example":
-        example_norm = _examples_per_batch(batchers["train"], config)
+        example_norm = _examples_per_batch(spec, batchers["train"], config)
         logging.info("loss: sum over each batch's examples / %.2f (the mean %s per batch)",
-                     example_norm, "recordings" if spec.method == "wler" else "windows")
+                     example_norm, spec.example_unit)
     train_step = jax.jit(steps.make_train_step(spec, slat_hop=config.input.slat_hop,
                                                base_rng=dropout_rng,
                                                scales_per_step=config.train.scales_per_step,
@@ -329,18 +328,18 @@ def _evaluate_split(split, eval_fn, params, sources, batchers, sharding, config,
                     tables: dict, *, localisation: bool, ci: bool = False) -> dict:
     """AP/mAP of one split (and localisation metrics when the data has event times).
 
-    `tables` caches each split's `data.SplitTable` (labels, events) across epochs.
+    `tables` caches each split's `splits.SplitTable` (labels, events) across epochs.
     """
     src = sources[split]
     scores = predict_split(eval_fn, params, src, batchers[split], sharding, config)
     if split not in tables:
-        tables[split] = data.read_split_table(src)
-    labels = data.multi_hot_labels(tables[split], len(class_names))
+        tables[split] = splits.read_split_table(src)
+    labels = splits.multi_hot_labels(tables[split], len(class_names))
     result = evaluate.average_precision(labels, scores["clip"], class_names)
     if ci:  # bootstrap 95 % interval of mAP over recordings
         result["mAP_ci95"] = evaluate.bootstrap_map_ci(labels, scores["clip"])
     if localisation:
-        loc = data.localisation(tables[split], scores["segments"], class_names,
+        loc = splits.localisation(tables[split], scores["segments"], class_names,
                                 threshold=config.eval.threshold, lengths=batchers[split].lengths)
         if loc is not None:
             result["localisation"] = loc

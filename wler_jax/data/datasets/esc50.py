@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import os
 
-from wler_jax.datasets import common
+from wler_jax.data.datasets import common
 
 CLASSES = (  # `category` in `target` order
     "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow",

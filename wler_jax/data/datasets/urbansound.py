@@ -31,8 +31,7 @@ import collections
 import csv
 import os
 
-from wler_jax.datasets import common
-from wler_jax.datasets import urbansound8k
+from wler_jax.data.datasets import common, urbansound8k
 
 CLASSES = urbansound8k.CLASSES
 NUM_FOLDS = 10
@@ -41,7 +40,7 @@ US8K_METADATA = os.path.join("UrbanSound8K", urbansound8k.METADATA)
 LAYOUT = """  <manual_dir>/UrbanSound/data/<class>/<fsid>.wav (or .mp3, .flac, .aif, ...)
   <manual_dir>/UrbanSound/data/<class>/<fsid>.csv   (rows: start,end,salience,class)
   <manual_dir>/UrbanSound/FREESOUNDCREDITS.txt
-  folds (optional, see wler_jax/datasets/urbansound.py): <manual_dir>/UrbanSound/folds.csv
+  folds (optional, see wler_jax/data/datasets/urbansound.py): <manual_dir>/UrbanSound/folds.csv
   or <manual_dir>/UrbanSound8K/metadata/UrbanSound8K.csv"""
 _DEFAULT_VALIDATION = (5, 6)
 _DEFAULT_TEST = (7, 8, 9, 10)

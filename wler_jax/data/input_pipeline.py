@@ -2,7 +2,7 @@
 
 Features are computed on the device (`wler_jax.features.log_mel`, all four FFT scales from one
 waveform transfer), so this module only moves waveforms: it reads the recordings that
-`wler_jax.batch_plan` assigns to each batch from a data source (a tfds array_record data
+`wler_jax.data.batch_plan` assigns to each batch from a data source (a tfds array_record data
 source, or any sequence of `{"audio", "labels", "id"}` dicts), pads them, adds masks and puts
 the batches on the devices ahead of use. The plan's names are re-exported here.
 
@@ -35,8 +35,15 @@ import grain
 import numpy as np
 
 from wler_jax import geometry
-from wler_jax.batch_plan import (  # noqa: F401  (re-exported: the pipeline's public names)
-    PADDING_INDEX, PlanItem, RecordingBatcher, bucket_ladder, read_records, scan_lengths)
+from wler_jax.audio import to_int16
+from wler_jax.data.batch_plan import (  # noqa: F401  (re-exported: the pipeline's public names)
+    PADDING_INDEX,
+    PlanItem,
+    RecordingBatcher,
+    bucket_ladder,
+    read_records,
+    scan_lengths,
+)
 
 Batch = dict[str, np.ndarray]
 
@@ -209,8 +216,6 @@ def _as_int16(record) -> np.ndarray:
     if wave.dtype == np.int16:
         return wave
     if np.issubdtype(wave.dtype, np.floating):
-        from wler_jax.audio import to_int16
-
         return to_int16(wave)
     raise TypeError(f"recording {_name(record, -1)}: audio dtype {wave.dtype}, expected int16")
 

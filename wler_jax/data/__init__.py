@@ -1,0 +1,1 @@
+"""From files to batches: datasets, splits, the input pipeline, batch plans, input statistics."""

@@ -1,0 +1,1 @@
+"""The networks, the spec that alone knows the method and op choice, kernels and pooling."""

@@ -1,0 +1,1 @@
+"""Scoring trained models: inference, chunked scoring, embeddings, reports, localisation."""
