@@ -1,7 +1,7 @@
 """wler_jax: weakly labelled audio event recognition (Kumar & Raj 2017) in JAX/Flax."""
 from setuptools import find_packages, setup
 
-# Versions verified together on Python 3.11 (CPU, Nov 2026); see ../shared/STACK_NOTES.md.
+# Versions verified together on Python 3.11 (CPU, Nov 2026); docs/stack_notes.md records what they do.
 INSTALL_REQUIRES = [
     "jax==0.10.2",
     "jaxlib==0.10.2",

@@ -5,7 +5,7 @@ The same networks as `wler_jax.model.networks`, written the plain PyTorch way (N
 of the identical network and loss in the same process. Layout NCHW with H = time, W = mel: the
 Flax NHWC kernels (HWIO) map onto PyTorch's OIHW with the same spatial orientation.
 
-Identical to the JAX models (DESIGN §2-3): conv 3x3 SAME (padding 1) + ReLU + 2x2 max pool
+Identical to the JAX models (docs/design.md §2-3): conv 3x3 SAME (padding 1) + ReLU + 2x2 max pool
 (floor: a trailing odd row/column is dropped) five times, 96/128/128/256/256 channels (scaled by
 `width` exactly like `wler_jax.model.networks.scaled`); N_W masks every conv input to the example's
 valid length at that resolution and pads input like `models.prepare_input`, then dropout 0.5 ->

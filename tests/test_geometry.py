@@ -1,4 +1,4 @@
-"""Segment geometry: the counts and masks every other module derives from (DESIGN §2-3)."""
+"""Segment geometry: the counts and masks every other module derives from (docs/design.md §2-3)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +27,7 @@ def test_short_recordings_have_one_segment(t):
 
 @pytest.mark.filterwarnings("ignore:n_fft=.*is too large")
 def test_samples_to_frames_matches_librosa_frame_count():
-    """T = 1 + n // 512 is what librosa's centred STFT gives at every scale (DESIGN §1), and
+    """T = 1 + n // 512 is what librosa's centred STFT gives at every scale (docs/design.md §1), and
     what `features.log_mel` returns."""
     import librosa
 

@@ -78,7 +78,7 @@ def test_nt_segments_vs_ns_windows_on_1280_frames(ns_and_nt):
     print(f"N_T vs N_S on 1280 frames: max relative gap {gap:.4f} (first segment "
           f"{np.abs(seg[0] - per_window[0]).max() / np.abs(per_window).max():.4f})")
     assert gap < NT_VS_NS_REL_BOUND
-    assert gap > 1e-4  # they are not identical: N_T sees real neighbours (DESIGN §2)
+    assert gap > 1e-4  # they are not identical: N_T sees real neighbours (docs/design.md §2)
 
 
 def test_nt_segment_sees_exactly_its_receptive_field(ns_and_nt):

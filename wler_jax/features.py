@@ -1,4 +1,4 @@
-"""Multi-scale log-mel spectrograms in JAX (DESIGN §1), jit-able and batched.
+"""Multi-scale log-mel spectrograms in JAX (docs/design.md §1), jit-able and batched.
 
 One function, `log_mel`, is the project's only feature path: training, evaluation and prediction
 all call it on the device. librosa is its reference (tests hold the two together): Hann window,

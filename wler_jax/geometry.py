@@ -1,4 +1,4 @@
-"""Signal and segment geometry of the fully convolutional network (DESIGN §1-3).
+"""Signal and segment geometry of the fully convolutional network (docs/design.md §1-3).
 
 Five 2x poolings shrink time by 32 and FCv1 (4x4 VALID) removes 3 more, so a recording of
 T >= 128 frames has S = T // 32 - 3 segments; segment k covers frames [32k, 32k + 128).

@@ -1,4 +1,4 @@
-"""Which recordings go into which batch: length buckets, batch sizes, epoch order (DESIGN §3-4).
+"""Which recordings go into which batch: length buckets, batch sizes, epoch order (docs/design.md §3-4).
 
 Padding every recording to the longest one would waste most of the compute on web data (0.6 s
 to 10 min), so recordings are grouped into a few length buckets; the number of compiled shapes

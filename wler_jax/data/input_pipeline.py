@@ -1,4 +1,4 @@
-"""Length-bucketed batches of int16 waveforms for the jitted train and eval steps (DESIGN §3-4).
+"""Length-bucketed batches of int16 waveforms for the jitted train and eval steps (docs/design.md §3-4).
 
 Features are computed on the device (`wler_jax.features.log_mel`, all four FFT scales from one
 waveform transfer), so this module only moves waveforms: it reads the recordings that

@@ -51,7 +51,7 @@ def scaled(channels: int, width: float) -> int:
 
 
 def prepare_input(features: jax.Array, num_frames: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Pad a feature batch for the network and pin down its padding (DESIGN §3).
+    """Pad a feature batch for the network and pin down its padding (docs/design.md §3).
 
     Time is padded to at least 128 frames; frames in [num_frames, 128) get FLOOR_DB (a short
     recording is padded with the log-mel floor), frames at or after max(num_frames, 128) become 0,

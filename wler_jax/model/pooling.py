@@ -1,4 +1,4 @@
-"""Masked global pooling of segment scores into recording scores (DESIGN §2, §6).
+"""Masked global pooling of segment scores into recording scores (docs/design.md §2, §6).
 
 All functions share one signature, `(segment_logits [B, S, C], mask [B, S], *, attention_logits,
 alpha) -> clip_logits [B, C]`, so a config swaps them by name. Invalid (padded) segments never

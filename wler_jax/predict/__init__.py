@@ -1,7 +1,7 @@
 """Prediction from a trained workdir: a Python API for other JAX code (the command line is
 `python -m wler_jax.predict`, in `__main__.py`; importing this package defines no flags).
 
-Python (DESIGN §5; `USAGE_SNIPPET` below is run by the tests)::
+Python (docs/design.md §5; `USAGE_SNIPPET` below is run by the tests)::
 
     model = load_model(workdir)       # Model(params, class_names, config, predict_fn, spec, ...)
     out = model.predict_fn(model.params, {"audio": audio, "num_samples": n})

@@ -57,7 +57,7 @@ def scale_embeddings(spec: ModelSpec, params: Any, features: jax.Array, num_fram
 def pool(segments: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Masked mean and max over the segment axis: [..., S, D], [..., S] -> ([..., D], [..., D]).
 
-    Every recording has at least one valid segment (DESIGN §3)."""
+    Every recording has at least one valid segment (docs/design.md §3)."""
     m = mask[..., None]
     mean = jnp.where(m, segments, 0.0).sum(-2) / jnp.maximum(m.sum(-2), 1)
     return mean, jnp.where(m, segments, -jnp.inf).max(-2)

@@ -1,4 +1,4 @@
-"""Temporal localisation from overlapping segment scores (DESIGN §6, beyond the paper).
+"""Temporal localisation from overlapping segment scores (docs/design.md §6, beyond the paper).
 
 The fully convolutional network scores segment k on the window of frames [32k, 32k + 128)
 (~1.49 s, hop ~0.37 s; see `geometry`). Windows overlap four-fold, so a segment score does not

@@ -1,4 +1,4 @@
-"""Training and evaluation loop: `train_and_evaluate(config, workdir)` (DESIGN §4-5).
+"""Training and evaluation loop: `train_and_evaluate(config, workdir)` (docs/design.md §4-5).
 
 One jitted train step over a mesh of all devices (batch on axis 'data', params replicated,
 state donated); validation mAP every epoch, the best epoch's params kept; the test split scored
