@@ -124,7 +124,7 @@ def _percentile_interval(values: np.ndarray, level: float) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def bootstrap_map_ci(labels, scores, *, num_resamples: int = 1000, seed: int = 0,
+def bootstrap_map_ci(labels, scores, *, groups=None, num_resamples: int = 1000, seed: int = 0,
                      level: float = 0.95) -> list[float]:
     """Percentile bootstrap interval of mAP over recordings: [lo, hi].
 
@@ -135,10 +135,13 @@ def bootstrap_map_ci(labels, scores, *, num_resamples: int = 1000, seed: int = 0
 
     Args:
       labels: [N, C] multi-hot weak labels; scores: [N, C] recording scores.
+      groups: [N] ids (e.g. each clip's source recording): whole groups are resampled, for
+        clips that are not independent; None resamples recordings.
       num_resamples: bootstrap resamples; seed: their RNG seed (the interval is deterministic).
       level: coverage of the interval.
     """
-    maps = _resampled_maps(labels, [scores], num_resamples=num_resamples, seed=seed)
+    maps = _resampled_maps(labels, [scores], groups=groups, num_resamples=num_resamples,
+                           seed=seed)
     return _percentile_interval(maps[:, 0], level)
 
 
