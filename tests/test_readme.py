@@ -5,8 +5,9 @@ same kinds), run as subprocesses in README order in a scratch folder (the workin
 so relative outputs such as `workdirs/wler` or `pred.json` land there), and their outputs are
 checked. Substitutions, all of them here:
 
-* `python` is this interpreter; the repository is put on PYTHONPATH; `configs/...` and
-  `bench/...` paths are made absolute.
+* `python` is this interpreter; the repository is put on PYTHONPATH (so `python -m bench.<name>`
+  imports the repository's bench package from the scratch folder); `configs/...` paths are made
+  absolute.
 * `python -m wler_jax.main`: the size variant (`cpu`, `full`, none) becomes `smoke`, the dataset
   variant stays (`configs/wler.py:folder,full` -> `configs/wler.py:folder,smoke`). For speed
   only: `--config.train.epochs=1`, `--config.input.max_frames=128` (one compiled training
@@ -26,14 +27,15 @@ checked. Substitutions, all of them here:
   the README are written as real audio (a predict folder gets two files, one in a sub-folder);
   absolute paths are moved under the scratch folder. A `--workdir` that no earlier README
   command trained is a symlink to a smoke WLER run (trained first if there is none).
-* `python bench/compare_wler_slat.py` (trains SLAT and WLER): `--variant=<dataset,>smoke`,
+* `python -m bench.compare_wler_slat` (trains SLAT and WLER): `--variant=<dataset,>smoke`,
   `--epochs=1`, the same speed overrides, `--workdir` and `--json` in the scratch folder. Its
   two runs resume the README's own `configs/{slat,wler}.py` smoke runs when there are some
   (already trained: only evaluation is left), else train.
-* `python bench/padding_waste.py` runs as written (`--json` in the scratch folder); it takes a
-  second. `python bench/run_all.py` runs with `--only padding_waste` and its results in the
+* `python -m bench.padding_waste` runs as written (`--json` in the scratch folder); it takes a
+  second. `python -m bench.run_all` runs with `--only padding_waste` and its results in the
   scratch folder. The other benchmarks take minutes and are checked with `--help`: every
-  `--flag` the README gives them must be one of theirs.
+  `--flag` the README gives them must be one of theirs. A benchmark written as a script path
+  (`python bench/<name>.py`) fails this test: the README writes them as modules.
 * `pip install ...` and `python -m pytest ...` are not run (the two set-up commands must appear
   verbatim; see `test_setup_commands_are_verbatim`); `tensorboard ...` (a server) is not run.
   Any other command fails this test until a rule for it is added here.
@@ -113,7 +115,7 @@ def _kind(argv: list[str]) -> str:
             return "predict"
         if args[1:3] == ["-m", "wler_jax.embed"]:
             return "embed"
-        if re.fullmatch(r"bench/[\w.-]+\.py", args[1]):
+        if len(args) > 2 and args[1] == "-m" and re.fullmatch(r"bench\.\w+", args[2]):
             return "bench"
     return "unknown"
 
@@ -434,7 +436,7 @@ def _drop_flags(tokens: list[str], names: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _run_compare(sb: Sandbox, script: str, rest: list[str], env: dict) -> None:
+def _run_compare(sb: Sandbox, module: str, rest: list[str], env: dict) -> None:
     """Trains SLAT and WLER (resuming the README's own smoke runs of them when there are some)."""
     flags, _ = _flags(rest)
     values = dict(flags)
@@ -453,7 +455,7 @@ def _run_compare(sb: Sandbox, script: str, rest: list[str], env: dict) -> None:
             _symlink(sb.trained[key], os.path.join(workdir, tag, f"{method}_seed0"))
     kept = _drop_flags(rest, ("--variant", "--epochs", "--override", "--workdir", "--json",
                               "--seeds", "--resume"))
-    argv = ["python", script, *kept, f"--variant={variant}", "--epochs=1", "--seeds=1",
+    argv = ["python", "-m", module, *kept, f"--variant={variant}", "--epochs=1", "--seeds=1",
             "--resume", *(f"--override={k}={v}" for k, v in settings.items()),
             f"--workdir={workdir}", f"--json={out}"]
     proc = run(sb, argv, env)
@@ -466,37 +468,38 @@ def _run_compare(sb: Sandbox, script: str, rest: list[str], env: dict) -> None:
     assert "WLER - SLAT test mAP (paired)" in proc.stdout
 
 
-def _run_padding_waste(sb: Sandbox, script: str, rest: list[str], env: dict) -> None:
+def _run_padding_waste(sb: Sandbox, module: str, rest: list[str], env: dict) -> None:
     out = os.path.join(sb.root, "padding_waste.json")
-    run(sb, ["python", script, *_drop_flags(rest, ("--json",)), f"--json={out}"], env)
+    run(sb, ["python", "-m", module, *_drop_flags(rest, ("--json",)), f"--json={out}"], env)
     with open(out) as f:
         assert json.load(f)["results"]
 
 
-def _run_run_all(sb: Sandbox, script: str, rest: list[str], env: dict) -> None:
+def _run_run_all(sb: Sandbox, module: str, rest: list[str], env: dict) -> None:
     """Only its cheapest benchmark (the others take minutes), results in the sandbox."""
     results = os.path.join(sb.root, "bench_results")
     kept = _drop_flags(rest, ("--only", "--skip", "--results_dir", "--json"))
-    proc = run(sb, ["python", script, *kept, "--only", "padding_waste",
+    proc = run(sb, ["python", "-m", module, *kept, "--only", "padding_waste",
                     f"--results_dir={results}"], env)
     assert "padding waste" in proc.stdout
     assert [f for f in os.listdir(results) if f.startswith("all_")]
 
 
-BENCH_RUNNERS = {"compare_wler_slat.py": _run_compare, "padding_waste.py": _run_padding_waste,
-                 "run_all.py": _run_run_all}
+BENCH_RUNNERS = {"bench.compare_wler_slat": _run_compare, "bench.padding_waste": _run_padding_waste,
+                 "bench.run_all": _run_run_all}
 
 
 def run_bench(sb: Sandbox, args: list[str], env: dict) -> None:
-    script, rest = os.path.join(REPO, args[0]), args[1:]
-    runner = BENCH_RUNNERS.get(os.path.basename(script))
+    """args: `bench.<name>` and its arguments (the README's `python -m bench.<name> ...`)."""
+    module, rest = args[0], args[1:]
+    runner = BENCH_RUNNERS.get(module)
     if runner is not None:
-        return runner(sb, script, rest, env)
+        return runner(sb, module, rest, env)
     # Minutes of benchmarking: check that the flags the README gives it exist.
-    help_text = run(sb, ["python", script, "--help"], env).stdout
+    help_text = run(sb, ["python", "-m", module, "--help"], env).stdout
     for flag, _ in _flags(rest)[0]:
         assert re.search(rf"{re.escape(flag)}\b", help_text), \
-            f"{args[0]} has no {flag} (README: {shlex.join(args)})"
+            f"{module} has no {flag} (README: python -m {shlex.join(args)})"
 
 
 # -------------------------------------------------------------------------------- tests
@@ -510,7 +513,7 @@ def test_setup_commands_are_verbatim():
 
 def test_readme_has_commands_of_every_kind():
     kinds = {_kind(c) for c in COMMANDS}
-    assert {"pip", "main", "predict"} <= kinds, kinds
+    assert {"pip", "main", "predict", "embed"} <= kinds, kinds
 
 
 @pytest.mark.slow
@@ -521,22 +524,64 @@ def test_readme_command_runs(argv, sandbox):
     if kind in ("pip", "pytest", "tensorboard"):
         pytest.skip(f"{kind} commands are not run (see the module docstring)")
     if kind == "unknown":
-        pytest.fail(f"README command of a kind this test does not know: {shlex.join(argv)}; "
+        hint = (" (write a benchmark as `python -m bench.<name>`)"
+                if any(a.startswith("bench/") for a in argv) else "")
+        pytest.fail(f"README command of a kind this test does not know: {shlex.join(argv)}{hint}; "
                     "add a rule for it in tests/test_readme.py")
     runner = {"main": run_main, "predict": run_predict, "bench": run_bench,
               "embed": run_embed}[kind]
-    runner(sandbox, argv[1:] if kind == "bench" else argv[3:], env)
+    runner(sandbox, argv[2:] if kind == "bench" else argv[3:], env)
 
 
 @pytest.mark.slow
 def test_bench_run_all_summarises(tmp_path):
-    """bench/run_all.py runs a benchmark in a subprocess, reads its JSON and writes the summary
-    (with the cheapest benchmark; the others take minutes)."""
+    """`python -m bench.run_all` runs a benchmark in a subprocess, reads its JSON and writes the
+    summary (with the cheapest benchmark; the others take minutes)."""
     sb = Sandbox(root=str(tmp_path), data_dir=str(tmp_path / "tfds"))
-    _run_run_all(sb, os.path.join(REPO, "bench", "run_all.py"), [], {})
+    _run_run_all(sb, "bench.run_all", [], {})
     results = os.path.join(sb.root, "bench_results")
     summary_file, = [f for f in os.listdir(results) if f.startswith("all_")]
     with open(os.path.join(results, summary_file)) as f:
         summary = json.load(f)
     assert summary["benchmarks"]["padding_waste"]["returncode"] == 0
     assert any(r["metric"].startswith("padding waste") for r in summary["summary"])
+
+
+# --------------------------------------------------------------------------- documentation
+
+DOCS = ["README.md", "CHANGELOG.md", os.path.join("bench", "README.md")] + sorted(
+    os.path.join("docs", f) for f in os.listdir(os.path.join(REPO, "docs")) if f.endswith(".md"))
+
+
+def _heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings (outside code blocks)."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    anchors = set()
+    for title in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_doc_links_resolve(doc):
+    """Every relative link of the user docs names a file of the repository (and a heading of it,
+    with `#anchor`); the docs name nothing outside the repository."""
+    path = os.path.join(REPO, doc)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    for outside in ("../shared", "/work/"):
+        assert outside not in text, f"{doc} refers to {outside!r}, outside the repository"
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) if file_part \
+            else path
+        assert linked.startswith(REPO + os.sep) and os.path.exists(linked), \
+            f"{doc}: link {target} names no file of the repository"
+        if anchor and linked.endswith(".md"):
+            with open(linked, encoding="utf-8") as f:
+                assert anchor in _heading_anchors(f.read()), \
+                    f"{doc}: link {target}: no heading with that anchor"
