@@ -41,102 +41,126 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     # ($XDG_CACHE_HOME and $JAX_COMPILATION_CACHE_DIR honoured); '' turns it off.
     c.compile_cache_dir = compile_cache.default_cache_dir()
     c.compile_ahead = True  # compile every batch shape of the plan before the first step
+    c.data = _data_config(dataset, size)
+    c.model = _model_config()
+    c.input = _input_config()
+    c.train = _train_config()
+    c.eval = _eval_config()
+    _apply_size(c, size)
+    return c
 
-    c.data = ml_collections.ConfigDict()
-    c.data.name = dataset
-    c.data.size = {"smoke": "smoke", "cpu": "cpu", "full": "gpu"}[size]  # synthetic set size
-    c.data.seed = 0  # synthetic generation / folder split seed
-    c.data.path = FieldReference(None, field_type=str)  # folder/CSV of the 'folder' dataset
-    c.data.manual_dir = FieldReference(None, field_type=str)  # a user's copy of a corpus
-    c.data.data_dir = FieldReference(None, field_type=str)  # built tfds data; None: ~/.cache/wler_jax/tfds
-    c.data.validation_fold = -1  # urbansound8k / esc50 folds (-1: the builder's default)
-    c.data.test_fold = -1
-    c.data.classes = ""  # audioset: ';'-separated display names ('' = the paper's nine)
 
+def _data_config(dataset: str, size: str) -> ml_collections.ConfigDict:
+    d = ml_collections.ConfigDict()
+    d.name = dataset
+    d.size = {"smoke": "smoke", "cpu": "cpu", "full": "gpu"}[size]  # synthetic set size
+    d.seed = 0  # synthetic generation / folder split seed
+    d.path = FieldReference(None, field_type=str)  # folder/CSV of the 'folder' dataset
+    d.manual_dir = FieldReference(None, field_type=str)  # a user's copy of a corpus
+    d.data_dir = FieldReference(None, field_type=str)  # built tfds data; None: ~/.cache/wler_jax/tfds
+    d.validation_fold = -1  # urbansound8k / esc50 folds (-1: the builder's default)
+    d.test_fold = -1
+    d.classes = ""  # audioset: ';'-separated display names ('' = the paper's nine)
+    return d
+
+
+def _model_config() -> ml_collections.ConfigDict:
     # Field defaults are the paper's (the `full` size); `cpu` and `smoke` change the
-    # compute-bound knobs below so that a 2-core laptop CPU trains in minutes.
-    c.model = ml_collections.ConfigDict()
-    c.model.width = 1.0  # channel width multiplier (1.0 = the paper's 96/128/128/256/256)
-    c.model.pooling = "max"  # max | mean | linear_softmax | exp_softmax | attention | auto_pool
-    c.model.dropout_rate = 0.5  # on the inputs of FC1/FCv1 and FC2/FCv2 (paper)
-    c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
+    # compute-bound knobs (`_apply_size`) so that a 2-core laptop CPU trains in minutes.
+    m = ml_collections.ConfigDict()
+    m.width = 1.0  # channel width multiplier (1.0 = the paper's 96/128/128/256/256)
+    m.pooling = "max"  # max | mean | linear_softmax | exp_softmax | attention | auto_pool
+    m.dropout_rate = 0.5  # on the inputs of FC1/FCv1 and FC2/FCv2 (paper)
+    m.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
     # Op implementations (same function, different speed): auto (cpu when every device of the
     # run is a CPU, else xla) | cpu (matmul kernel gradients on wide convs and the fused
     # ReLU + 2x2 max pool: fast on XLA:CPU) | xla (plain XLA ops: GPUs and TPUs). Recorded,
     # resolved, in the workdir's run.json.
-    c.model.op_impl = "auto"
+    m.op_impl = "auto"
     # C1P1 (conv1 + bias + ReLU + 2x2 pool): plain (XLA ops) | pallas (one fused Pallas kernel,
     # forward and backward, wler_jax/model/conv1_pallas.py; same function; CPUs run it interpreted).
     # Off by default until timed on a GPU.
-    c.model.conv1_impl = "plain"
+    m.conv1_impl = "plain"
     # per_band: standardise each mel band with the training split's mean/std (kept with the
-    # params, applied by predict too) | per_band_mean: subtract the band means only (dB scale
-    # kept) | none: raw dB as in the paper
-    c.model.input_norm = "none"
-    # zeros: Lasagne's zero output bias (paper) | prior: each class's output bias starts at the
-    # logit of its frequency in the training split, so the first steps need not pull every
-    # score down through the weights (which kills FC units; bench/README.md "Learning, part 6")
-    c.model.head_bias_init = "zeros"
+    # params, applied by predict too) | none: raw dB as in the paper
+    m.input_norm = "none"
+    return m
 
-    c.input = ml_collections.ConfigDict()
-    c.input.frame_budget = 32 * 1280  # frames per batch (before the 4x scales); sets batch size
-    c.input.bucket_ratio = 1.5  # geometric ratio of the length-bucket ladder
-    c.input.max_frames = 0  # random training crops to this many frames (0 = whole recordings)
-    c.input.mix_prob = 0.0  # training: mix a recording with its batch neighbour (union label)
-    c.input.gain_db = 0.0  # training: random gain of +-N dB per recording
-    c.input.slat_hop = 128  # SLAT training window hop in frames (window = 128)
-    c.input.slat_eval_hop = 32  # SLAT test windows on N_T's 32-frame segment grid
-    c.input.num_threads = 2  # host threads reading and padding batches (a GPU wants ~8)
+
+def _input_config() -> ml_collections.ConfigDict:
+    i = ml_collections.ConfigDict()
+    i.frame_budget = 32 * 1280  # frames per batch (before the 4x scales); sets batch size
+    i.bucket_ratio = 1.5  # geometric ratio of the length-bucket ladder
+    i.max_frames = 0  # random training crops to this many frames (0 = whole recordings)
+    i.mix_prob = 0.0  # training: mix a recording with its batch neighbour (union label)
+    i.gain_db = 0.0  # training: random gain of +-N dB per recording
+    i.slat_hop = 128  # SLAT training window hop in frames (window = 128)
+    i.slat_eval_hop = 32  # SLAT test windows on N_T's 32-frame segment grid
+    i.num_threads = 2  # host threads reading and padding batches (a GPU wants ~8)
     # > 0: read in that many processes instead (grain mp_prefetch). Each epoch starts them anew
     # (~2-3 s), so threads are the better choice unless the host is short of cores for them.
-    c.input.worker_count = 0
-    c.input.prefetch = 2  # batches prepared ahead on the host and put on the device ahead
+    i.worker_count = 0
+    i.prefetch = 2  # batches prepared ahead on the host and put on the device ahead
+    return i
 
-    c.train = ml_collections.ConfigDict()
-    c.train.epochs = 150  # paper
-    c.train.scales_per_step = "all"  # all: 4 scales of each recording per step (paper) | one
-    c.train.optimizer = "adagrad"  # adagrad (paper, Lasagne semantics) | adam
-    c.train.learning_rate = 1e-3  # paper
-    c.train.adagrad_eps = 1e-6  # Lasagne's epsilon
-    c.train.adagrad_initial_accumulator = 0.0  # Lasagne starts the accumulator at 0
-    c.train.schedule = "constant"  # constant (paper) | cosine (to 0 at the last step)
-    c.train.warmup_steps = 0  # linear warm-up of the learning rate from 0 over N steps
-    c.train.clip_norm = 0.0  # > 0: clip the global gradient norm (0 = off)
+
+def _train_config() -> ml_collections.ConfigDict:
+    t = ml_collections.ConfigDict()
+    t.epochs = 150  # paper
+    t.scales_per_step = "all"  # all: 4 scales of each recording per step (paper) | one
+    t.optimizer = "adagrad"  # adagrad (paper, Lasagne semantics) | adam
+    t.learning_rate = 1e-3  # paper
+    t.adagrad_eps = 1e-6  # Lasagne's epsilon
+    t.adagrad_initial_accumulator = 0.0  # Lasagne starts the accumulator at 0
+    t.schedule = "constant"  # constant (paper) | cosine (to 0 at the last step)
+    t.warmup_steps = 0  # linear warm-up of the learning rate from 0 over N steps
+    t.clip_norm = 0.0  # > 0: clip the global gradient norm (0 = off)
     # > 0: keep an exponential moving average of the weights (this decay per step, warm start
     # min(decay, (1 + step) / (10 + step))); validation, the best checkpoint and so predict,
     # export and fine-tuning use the average. 0 = off (the paper's plain weights).
-    c.train.ema_decay = 0.0
+    # Kept though it did not help on the benchmark (docs/experiments.md, part 11): users of
+    # audio taggers expect it (PaSST and EfficientAT train with a weight average).
+    t.ema_decay = 0.0
     # example: the loss is the sum over the batch's examples / the mean examples per batch of
     # the epoch, so each recording (WLER) or window (SLAT) weighs the same whatever its length
     # bucket | batch: the mean over the batch's examples (the old default: a 60-s recording alone in
     # its bucket then weighs as much as 20 short ones together, and WLER did not learn)
-    c.train.loss_weighting = "example"
-    c.train.checkpoint_every_steps = 200  # latest checkpoint also every N steps within an epoch
-    c.train.log_every_steps = 20
-    c.train.eval_every_epochs = 1  # validation mAP every N epochs (best epoch kept)
+    t.loss_weighting = "example"
+    t.checkpoint_every_steps = 200  # latest checkpoint also every N steps within an epoch
+    t.log_every_steps = 20
+    t.eval_every_epochs = 1  # validation mAP every N epochs (best epoch kept)
     # Fine-tuning (wler_jax/training/transfer.py): a finished workdir whose best checkpoint initialises
     # every parameter of matching shape (the class head only for the same classes); None = off.
-    c.train.init_from = FieldReference(None, field_type=str)
+    t.init_from = FieldReference(None, field_type=str)
     # Parameters the optimiser never changes: "" (none) | "conv_stack" | a comma-separated list
     # of top-level names or '/'-paths ("conv_stack,fc1", "conv_stack/conv1").
-    c.train.freeze = ""
+    t.freeze = ""
+    return t
 
-    c.eval = ml_collections.ConfigDict()
-    c.eval.threshold = 0.5  # segment probability for localisation events / segment F1
-    c.eval.localisation = True  # when the dataset has true event times
 
+def _eval_config() -> ml_collections.ConfigDict:
+    e = ml_collections.ConfigDict()
+    e.threshold = 0.5  # segment probability for localisation events / segment F1
+    e.localisation = True  # when the dataset has true event times
+    return e
+
+
+def _apply_size(c: ml_collections.ConfigDict, size: str) -> None:
+    """The `cpu` and `smoke` sizes: the compute-bound knobs of the paper's defaults changed."""
     if size in ("cpu", "smoke"):
-        # Measured on the synthetic set (bench/README.md, "Learning"): the paper's Adagrad 1e-3
-        # (with or without dropout 0.5) stays at chance level here, because in this many steps
-        # no parameter can move more than lr * sqrt(steps) (~0.04-0.05; bench/weight_travel.py).
+        # Measured on the synthetic set (docs/experiments.md, "Learning"): the paper's Adagrad
+        # 1e-3 (with or without dropout 0.5) stays at chance level here, because in this many
+        # steps no parameter can move more than lr * sqrt(steps) (~0.04-0.05;
+        # bench/weight_travel.py).
         # Adam, no dropout and one scale per step (4x the optimiser steps for the same compute)
         # learn; a cosine decay after a one-epoch warm-up ends each run on a plateau instead of
         # mid-swing (3 seeds: test mAP 0.629 +- 0.027 at 36 epochs vs 0.542 +- 0.089 with a
         # constant rate over 24), and 2e-3 beat 3e-3 on all 5 seeds (WLER 0.675 +- 0.024 vs
-        # 0.639 +- 0.029; bench/README.md, "Learning, part 4").
+        # 0.639 +- 0.029; docs/experiments.md, "Learning, part 4").
         # The paper's recipe does learn at this width with one recording per step,
-        # input_norm=per_band and head_bias_init=prior, but needs its 150 epochs for it
-        # (bench/README.md, "Learning, part 6").
+        # input_norm=per_band and an output bias started at the class prior (an option measured
+        # there, since removed), but needs its 150 epochs for it (docs/experiments.md,
+        # "Learning, part 6").
         c.model.width = 0.125
         c.model.dropout_rate = 0.0
         c.input.frame_budget = 2 * 1280
@@ -153,7 +177,6 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         c.train.eval_every_epochs = 1
         c.train.checkpoint_every_steps = 3
         c.train.log_every_steps = 2
-    return c
 
 
 # Other fields a resumed workdir is compared on (train.COMPATIBLE_FIELDS), added after workdirs

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wler_jax import geometry
+from wler_jax import errors, geometry
 from wler_jax.geometry import N_MELS, SEGMENT_FRAMES, SEGMENT_HOP
 from wler_jax.model import pooling as pooling_lib
 from wler_jax.model.networks import (
@@ -42,15 +42,32 @@ EMBEDDING_LAYER = "fc1"  # FCv1 (N_W / N_T) and FC1 (N_S): the module name in bo
 
 # model.* fields added after workdirs existed, with the value that behaves as before the field.
 # A run.json written before a field existed reads as this value (`model_field`): for scoring,
-# resuming and fine-tuning alike.
+# resuming and fine-tuning alike. head_bias_init has been removed since (every run now starts
+# the output bias at zeros), so a config without it reads as "zeros" too.
 MODEL_FIELDS_BEFORE_ADDED = {"op_impl": "auto", "conv1_impl": "plain", "input_norm": "none",
                              "head_bias_init": "zeros"}
+# model.* values measured, not adopted and removed (docs/experiments.md, parts 6, 10 and 11):
+# a run.json holding one cannot be resumed or fine-tuned from under the same behaviour, so
+# `check_removed_options` refuses it. (Scoring is unchanged: what they did is in the params.)
+REMOVED_MODEL_OPTIONS = {"input_norm": ("per_band_mean",), "head_bias_init": ("prior",)}
 
 
 def model_field(model: Mapping[str, Any], name: str) -> Any:
     """`model[name]` of a config's model section (ConfigDict or run.json dict), or the value it
     had before the field existed."""
     return model.get(name, MODEL_FIELDS_BEFORE_ADDED[name])
+
+
+def check_removed_options(model: Mapping[str, Any], what: str) -> None:
+    """Raises `errors.IncompatibleWorkdirError` (one line) if a run.json's model section
+    `model` holds a removed option (`REMOVED_MODEL_OPTIONS`); `what` names the workdir."""
+    for name, removed in REMOVED_MODEL_OPTIONS.items():
+        value = model_field(model, name)
+        if value in removed:
+            raise errors.IncompatibleWorkdirError(
+                f"{what} was trained with model.{name}={value!r}, an option this version no "
+                "longer has, so it cannot go on training; python -m wler_jax.predict still "
+                "scores it: train a new --workdir to train further")
 
 
 # -- the op choice, once per run -----------------------------------------------------------------
@@ -108,7 +125,7 @@ class ModelSpec:
       conv_impl: `conv.Conv` implementation, "xla" | "matmul_grad" | "matmul_grad_wide".
       pool_impl: `relu_max_pool` implementation, "xla" | "fused".
       input_norm: `(x - mean) / std` per mel band with the training split's statistics, kept in
-        params["input_norm"] (`InputNorm`); `model.input_norm=per_band_mean` stores std = 1.
+        params["input_norm"] (`InputNorm`).
       conv1_impl: C1P1 as XLA ops ("plain") or one fused Pallas kernel ("pallas", or
         "pallas_interpret" on CPUs): `conv1_pallas`, same parameters and function.
     """

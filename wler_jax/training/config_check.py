@@ -12,6 +12,7 @@ from wler_jax import errors
 from wler_jax.data.splits import DATASETS
 from wler_jax.model import pooling
 from wler_jax.model.spec import CONV1_IMPLS, METHODS, OP_IMPLS
+from wler_jax.training import transfer
 
 CHOICES = {
     "method": METHODS,
@@ -25,8 +26,7 @@ CHOICES = {
     "train.scales_per_step": ("all", "one"),
     "train.schedule": ("constant", "cosine"),
     "train.loss_weighting": ("batch", "example"),
-    "model.input_norm": ("none", "per_band", "per_band_mean"),
-    "model.head_bias_init": ("zeros", "prior"),
+    "model.input_norm": ("none", "per_band"),
 }
 POSITIVE = ("model.width", "input.frame_budget", "input.bucket_ratio", "input.slat_hop",
             "input.slat_eval_hop", "train.epochs", "train.learning_rate",
@@ -80,6 +80,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
                         "(--config.data.path=FOLDER_OR_CSV)")
     if problems:
         raise errors.ConfigError("invalid config: " + "; ".join(problems))
-    from wler_jax.training import transfer  # train.init_from / train.freeze
-
-    transfer.validate(config)
+    transfer.validate(config)  # train.init_from / train.freeze

@@ -33,9 +33,17 @@ from typing import Any, Callable, TypeVar
 
 import jax
 import numpy as np
-from absl import logging
+import orbax.checkpoint as ocp
+from absl import flags, logging
+from jax.experimental import multihost_utils
+from tensorboardX import SummaryWriter
 
 from wler_jax import errors
+
+try:  # JAX's own cluster detectors: a private module, which another JAX layout may not have
+    from jax._src.clusters import ClusterEnv
+except ImportError:  # then auto-detection is off; the flags still work
+    ClusterEnv = None
 
 T = TypeVar("T")
 RUN_KEY = "processes"  # run.json: the process count of a multi-process run (absent: one)
@@ -53,9 +61,7 @@ def detected_cluster() -> str | None:
     VM, GKE TPU, SLURM, Open MPI; `jax._src.clusters`, JAX's only copy of them), so "no flags
     needed" means the same here as in JAX.
     """
-    try:
-        from jax._src.clusters import ClusterEnv
-    except ImportError:  # another JAX layout: auto-detection off, the flags still work
+    if ClusterEnv is None:
         return None
     for env in ClusterEnv._cluster_types:
         if env.opt_in_only_method:  # mpi4py: only when asked for by name
@@ -128,9 +134,6 @@ def _orbax_barriers_without_collectives() -> None:
     Orbax's own switch `--experimental_orbax_use_distributed_barrier` moves its barriers to the
     distributed client (thread-safe, with timeouts).
     """
-    import orbax.checkpoint as ocp  # defines the flag
-    from absl import flags
-
     switch = ocp.multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER
     flags.FLAGS[switch.name].value = True
     try:
@@ -174,8 +177,6 @@ def load_once(load_fn: Callable[[], T], what: str = "dataset") -> T:
     """
     if jax.process_count() == 1:
         return load_fn()
-    from jax.experimental import multihost_utils
-
     barrier = f"wler_jax: {what} ready"
     if is_main():
         try:
@@ -191,8 +192,6 @@ def to_host(tree: Any) -> Any:
     value of every array (each process holds only its rows), `process_allgather(tiled=True)`."""
     if jax.process_count() == 1:
         return jax.device_get(tree)
-    from jax.experimental import multihost_utils
-
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
@@ -210,8 +209,6 @@ def summary_writer(logdir: str):
     """A `tensorboardX.SummaryWriter` on process 0, a writer of nothing on the others."""
     if not is_main():
         return _NullWriter()
-    from tensorboardX import SummaryWriter
-
     return SummaryWriter(logdir)
 
 

@@ -17,8 +17,8 @@ a run starts (not when it resumes: the latest checkpoint already holds the fine-
   (`spec.ns_to_nt_params`: FC1 becomes the 4x4 FCv1 conv, FC2 the 1x1 FCv2), and a WLER
   source a SLAT run through its inverse (`spec.nt_to_ns_params`); both are reshapes, so the
   converted network computes the same function on a 128-frame window;
-* input normalisation statistics (`model.input_norm=per_band` or `per_band_mean`) come from the
-  source: its conv stack was trained on inputs normalised with them.
+* input normalisation statistics (`model.input_norm=per_band`) come from the source: its conv
+  stack was trained on inputs normalised with them.
 
 What was loaded, re-initialised and left unused is logged and written to
 `WORKDIR/transfer.json`. A source of another width, another input normalisation or an unknown
@@ -42,7 +42,13 @@ from absl import logging
 from flax import traverse_util
 
 from wler_jax import checkpoints, errors
-from wler_jax.model.spec import METHODS, ModelSpec, convert_params, model_field
+from wler_jax.model.spec import (
+    METHODS,
+    ModelSpec,
+    check_removed_options,
+    convert_params,
+    model_field,
+)
 
 TRANSFER_FILE = "transfer.json"  # in the fine-tuned run's workdir: what init_from loaded
 CLASS_HEAD = ("fc2", "attention", "alpha")  # top-level params whose last axis is the classes
@@ -55,7 +61,7 @@ def check_source(init_from: str, config, *, workdir: str | None = None) -> dict:
     Raises:
       errors.NotAWorkdirError: missing path, a file, no run.json, no best checkpoint.
       errors.IncompatibleWorkdirError: another width, input normalisation or an unknown method;
-        the run's own workdir.
+        a model option since removed (`spec.REMOVED_MODEL_OPTIONS`); the run's own workdir.
     """
     path = os.path.abspath(os.path.expanduser(init_from))
     flag = f"--config.train.init_from={init_from}"
@@ -89,6 +95,7 @@ def check_source(init_from: str, config, *, workdir: str | None = None) -> dict:
             f"{flag}: the source has model.width={src_model.get('width')}, this run "
             f"{config.model.width}; its parameters have other shapes: set "
             f"--config.model.width={src_model.get('width')}")
+    check_removed_options(src_model, f"{flag}: the source")
     src_norm = model_field(src_model, "input_norm")
     own_norm = model_field(config.model, "input_norm")
     if src_norm != own_norm:
@@ -115,7 +122,6 @@ def load_source(init_from: str) -> Any:
     return params
 
 
-# -- N_T -> N_S ---------------------------------------------------------------------------------
 # -- loading ------------------------------------------------------------------------------------
 def init_params(target_params: Any, source_params: Any, *, source_method: str,
                 target_method: str, source_classes: Sequence[str],

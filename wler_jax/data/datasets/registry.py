@@ -106,21 +106,26 @@ def build(name: str, *, data_dir: str, manual_dir: str | None = None,
             logging.info("Reusing %s/%s at %s (built by another process)", builder.name,
                          config.name, builder.data_dir)
             return builder
-        logging.info("Building %s/%s into %s (manual_dir %s)", builder.name, config.name,
-                     builder.data_dir, manual_dir)
-        try:
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-        except AssertionError as e:  # tfds reports a missing manual dir with a bare assert
-            if "Manual directory" not in str(e):
-                raise
-            raise common.ManualDataError(
-                f"{name}: tfds could not use the manual directory {manual_dir}: {e}") from e
+        _prepare(builder, name, manual_dir)
     report = common.read_reports(builder.data_dir)
     logging.info("Built %s/%s: %s; %d file(s) skipped (report: %s)", builder.name, config.name,
                  {s: v.num_examples for s, v in builder.info.splits.items()},
                  report["num_skipped"], report["path"])
     return builder
+
+
+def _prepare(builder: tfds.core.DatasetBuilder, name: str, manual_dir: str) -> None:
+    """`builder.download_and_prepare` from the user's copy in `manual_dir`."""
+    logging.info("Building %s/%s into %s (manual_dir %s)", builder.name,
+                 builder.builder_config.name, builder.data_dir, manual_dir)
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    except AssertionError as e:  # tfds reports a missing manual dir with a bare assert
+        if "Manual directory" not in str(e):
+            raise
+        raise common.ManualDataError(
+            f"{name}: tfds could not use the manual directory {manual_dir}: {e}") from e
 
 
 @contextlib.contextmanager

@@ -114,6 +114,28 @@ class WlerUrbansound(common.AudioBuilder, skip_registration=True):
 
     def _items(self, dl_manager):
         manual = self.manual_dir(dl_manager, corpus="UrbanSound", layout=LAYOUT)
+        root, data_dir, class_dirs = self._class_folders(manual)
+        recordings = []  # (fsid, class folder, Item)
+        for folder in class_dirs:
+            recordings += self._folder_recordings(os.path.join(data_dir, folder), folder)
+        if not recordings:
+            raise common.ManualDataError(f"UrbanSound: no recordings under {data_dir}.\n{LAYOUT}")
+
+        folds = self._folds(manual, root, recordings)
+        opts = self.builder_config.options
+        records = []
+        for fsid, _, item in recordings:
+            if fsid in folds:
+                records.append((folds[fsid], item))
+            else:
+                self.skip(item.id, item.path, f"no fold for fsid {fsid} in the fold source "
+                          f"({opts['fold_source']}); left out as in the paper")
+        return common.split_by_fold(records, validation=opts["validation_folds"],
+                                    test=opts["test_folds"])
+
+    def _class_folders(self, manual: str) -> tuple[str, str, list[str]]:
+        """(the UrbanSound folder, its data folder, the class folders found there); a missing
+        class folder or a folder of no class is warned about."""
         root = os.path.join(manual, "UrbanSound")
         if not os.path.isdir(os.path.join(root, "data")):
             root = manual
@@ -130,65 +152,59 @@ class WlerUrbansound(common.AudioBuilder, skip_registration=True):
         for name in sorted(os.listdir(data_dir)):
             if name not in CLASSES and not name.startswith("."):
                 self.warn(f"ignored {os.path.join(data_dir, name)}: not an UrbanSound class")
+        return root, data_dir, class_dirs
+
+    def _folder_recordings(self, d: str, folder: str) -> list[tuple[str, str, common.Item]]:
+        """(fsid, folder, Item) of each recording in class folder `d`: an audio file and its
+        annotation csv of the same stem (fsid), in fsid order."""
+        stems = collections.defaultdict(dict)
+        for n in sorted(os.listdir(d)):
+            if n.startswith("."):
+                continue
+            stem, ext = os.path.splitext(n)
+            stems[stem][ext.lower()] = n
+        recordings = []
+        for stem in sorted(stems, key=lambda s: (len(s), s)):
+            files = stems[stem]
+            rel_audio = [n for e, n in files.items() if e != ".csv"]
+            csv_name = files.get(".csv")
+            rec_id = f"data/{folder}/{rel_audio[0] if rel_audio else stem}"
+            if not rel_audio:
+                self.skip(rec_id, os.path.join(d, csv_name), "annotation without an audio "
+                          f"file (looked for {stem}.<audio ext> in {d})")
+                continue
+            if len(rel_audio) > 1:
+                self.warn(f"{d}: several audio files for {stem}: {rel_audio}; using "
+                          f"{rel_audio[0]}")
+            labels, events = self._annotations(d, stem, csv_name, folder)
+            item = common.Item(id=rec_id, path=os.path.join(d, rel_audio[0]),
+                               labels=tuple(sorted(labels)),
+                               events=tuple(sorted(events, key=lambda e: (e[1], e[2]))))
+            recordings.append((stem, folder, item))
+        return recordings
+
+    def _annotations(self, d: str, stem: str, csv_name: str | None, folder: str
+                     ) -> tuple[set[int], list[tuple[int, float, float]]]:
+        """(weak labels, events (class, start_s, end_s)) of one recording from its annotation
+        csv; without the csv, or without a usable row in it, the folder's class and no events."""
         index = {c: i for i, c in enumerate(CLASSES)}
-
-        recordings = []  # (fsid, class folder, Item)
-        for folder in class_dirs:
-            d = os.path.join(data_dir, folder)
-            names = sorted(os.listdir(d))
-            stems = collections.defaultdict(dict)
-            for n in names:
-                if n.startswith("."):
-                    continue
-                stem, ext = os.path.splitext(n)
-                stems[stem][ext.lower()] = n
-            for stem in sorted(stems, key=lambda s: (len(s), s)):
-                files = stems[stem]
-                rel_audio = [n for e, n in files.items() if e != ".csv"]
-                csv_name = files.get(".csv")
-                rec_id = f"data/{folder}/{rel_audio[0] if rel_audio else stem}"
-                if not rel_audio:
-                    self.skip(rec_id, os.path.join(d, csv_name), "annotation without an audio "
-                              f"file (looked for {stem}.<audio ext> in {d})")
-                    continue
-                if len(rel_audio) > 1:
-                    self.warn(f"{d}: several audio files for {stem}: {rel_audio}; using "
-                              f"{rel_audio[0]}")
-                labels, events = {index[folder]}, []
-                if csv_name is None:
-                    self.warn(f"{os.path.join(d, stem)}: no annotation csv; weak label = the "
-                              f"folder's class {folder}, no events")
-                else:
-                    labels = set()
-                    for start, end, _, cls in read_annotations(os.path.join(d, csv_name)):
-                        key = cls.lower().replace(" ", "_")
-                        if key not in index:
-                            self.warn(f"{os.path.join(d, csv_name)}: unknown class {cls!r}")
-                            continue
-                        labels.add(index[key])
-                        events.append((index[key], start, end))
-                    if not labels:
-                        labels = {index[folder]}
-                        self.warn(f"{os.path.join(d, csv_name)}: no usable annotation rows; "
-                                  f"weak label = the folder's class {folder}")
-                item = common.Item(id=rec_id, path=os.path.join(d, rel_audio[0]),
-                                   labels=tuple(sorted(labels)),
-                                   events=tuple(sorted(events, key=lambda e: (e[1], e[2]))))
-                recordings.append((stem, folder, item))
-        if not recordings:
-            raise common.ManualDataError(f"UrbanSound: no recordings under {data_dir}.\n{LAYOUT}")
-
-        folds = self._folds(manual, root, recordings)
-        opts = self.builder_config.options
-        records = []
-        for fsid, _, item in recordings:
-            if fsid in folds:
-                records.append((folds[fsid], item))
-            else:
-                self.skip(item.id, item.path, f"no fold for fsid {fsid} in the fold source "
-                          f"({opts['fold_source']}); left out as in the paper")
-        return common.split_by_fold(records, validation=opts["validation_folds"],
-                                    test=opts["test_folds"])
+        if csv_name is None:
+            self.warn(f"{os.path.join(d, stem)}: no annotation csv; weak label = the "
+                      f"folder's class {folder}, no events")
+            return {index[folder]}, []
+        labels, events = set(), []
+        for start, end, _, cls in read_annotations(os.path.join(d, csv_name)):
+            key = cls.lower().replace(" ", "_")
+            if key not in index:
+                self.warn(f"{os.path.join(d, csv_name)}: unknown class {cls!r}")
+                continue
+            labels.add(index[key])
+            events.append((index[key], start, end))
+        if not labels:
+            labels = {index[folder]}
+            self.warn(f"{os.path.join(d, csv_name)}: no usable annotation rows; "
+                      f"weak label = the folder's class {folder}")
+        return labels, events
 
     def _folds(self, manual: str, root: str, recordings) -> dict[str, int]:
         source = self.builder_config.options["fold_source"]
