@@ -35,6 +35,10 @@ EXTRAS = {
              "ipykernel==7.4.0"],
     # PyTorch only for side-by-side speed comparisons in bench/; never needed by the package.
     "bench": ["torch==2.13.0"],
+    # The HEAR 2021 validator (hear-validator wler_jax.hear --model WORKDIR): it imports both
+    # PyTorch and TensorFlow and accepts only a torch.nn.Module model, which wler_jax.hear
+    # provides when torch is installed. Not needed to use wler_jax.hear itself.
+    "hear": ["hearvalidator==2021.0.2", "torch==2.13.0", "tensorflow==2.21.0"],
 }
 
 setup(

@@ -14,7 +14,8 @@ recordings go through `predict_waveform` / `predict_file`, which score fixed-siz
 Command line::
 
     python -m wler_jax.predict --workdir=DIR FILES_OR_FOLDERS... [--output=predictions.json]
-        [--threshold=0.5] [--events_tsv=events.tsv [--median_filter=N]] [--plot=DIR]
+        [--threshold=0.5] [--events_tsv=events.tsv [--median_filter=N]] [--scores_dir=DIR]
+        [--plot=DIR]
         [--compile_cache_dir=DIR]   (JAX's persistent compilation cache, as in training)
 
 Folders are searched recursively for audio files (`AUDIO_EXTENSIONS`); files named on the
@@ -25,7 +26,9 @@ command line are read whatever their extension. Outputs:
   "scores": {class: p}}, ...], "segments": [{"label", "start", "end", "score"}, ...]}, ...],
   "failed": [{"file", "reason"}, ...]}`. Segment k spans frames [32k, 32k + 128) (~1.49 s,
   hop ~0.37 s), its end cut at the recording's end. "segments" are the detected events:
-  segments scoring strictly above `--threshold`, merged while adjacent or overlapping
+  segments scoring strictly above the class's threshold (`--threshold` when given, else the
+  per-class thresholds fitted on the validation split after training, `THRESHOLDS_FILE`, else
+  0.5; "threshold" in the header says which), merged while adjacent or overlapping
   (`localisation.merge_segments`), with the highest segment score. Times in seconds.
 * `--output=X.csv`: one long table, columns `file,level,label,start,end,score,reason`:
   `level=clip` rows (one per file and class: the recording's probability, start 0, end its
@@ -36,6 +39,12 @@ command line are read whatever their extension. Outputs:
   (`localisation.grid_scores`, `--grid_reduce`), optionally median filtered over
   `--median_filter` cells, thresholded (`localisation.detect_events`). `filename` is the path
   relative to the folder it was found in (the base name for files named directly).
+* `--scores_dir=DIR`: one score table per file, `DIR/<id>.tsv` (id: the name as in
+  `--events_tsv` without its extension, folders joined by "__"), in the format sed_scores_eval
+  reads (`sed_scores_eval.io.read_sed_scores(DIR)`): header `onset offset <class...>`, then
+  gapless non-overlapping rows in seconds, the 32-frame cells of `localisation.grid_scores`
+  (`--grid_reduce`) from the same segment scores as the JSON output, unthresholded. Score them
+  against true events with `python -m wler_jax.evaluate --scores_dir=DIR ...`.
 * `--plot=DIR`: one PNG per file: the top classes' segment scores over time and a class x time
   heat map.
 
@@ -58,6 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -112,6 +122,25 @@ print(long.clip.shape, long.segments.shape, round(long.duration, 1))
 '''
 
 DEFAULT_CHUNK_FRAMES = 2048  # ~23.8 s per chunk; 160 frames of each overlap the next
+DEFAULT_THRESHOLD = 0.5  # events of a workdir without fitted thresholds
+THRESHOLDS_FILE = "thresholds.json"  # per-class thresholds in a finished workdir
+MODEL_CARD_FILE = "MODEL_CARD.md"  # what the model was trained on and how well it did
+
+
+def read_thresholds(workdir: str, class_names: Sequence[str]) -> Optional[dict]:
+    """The workdir's fitted {class: threshold} (`THRESHOLDS_FILE`), None when it has none.
+
+    Raises errors.DataError when the file does not name exactly the workdir's classes."""
+    path = os.path.join(workdir, THRESHOLDS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        thresholds = json.load(f)["thresholds"]
+    if sorted(thresholds) != sorted(class_names):
+        raise errors.DataError(f"{path} names classes {sorted(thresholds)[:5]}... but the model "
+                               f"has {list(class_names)[:5]}...; delete it or fit it again "
+                               "(wler_jax.training.calibration)")
+    return {c: float(thresholds[c]) for c in class_names}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +157,8 @@ class Model:
       workdir: where it was loaded from.
       embed_fn: jitted pure `(params, batch) -> {"segments", "clip_mean", "clip_max",
         "segment_mask"}`, the FCv1 embeddings (`embeddings.embed` with this model's spec bound).
+      thresholds: {class: threshold} fitted on the validation split after training
+        (`THRESHOLDS_FILE`, `wler_jax.training.calibration`), or None for a workdir without.
     """
 
     params: Any
@@ -137,6 +168,14 @@ class Model:
     spec: ModelSpec
     workdir: str = ""
     embed_fn: Optional[Callable] = None
+    thresholds: Optional[dict] = None
+
+    def decision_thresholds(self, threshold: Optional[float] = None):
+        """What cuts scores into events: `threshold` when given, else the workdir's fitted
+        per-class thresholds ({class: float}), else `DEFAULT_THRESHOLD`."""
+        if threshold is not None:
+            return float(threshold)
+        return dict(self.thresholds) if self.thresholds else DEFAULT_THRESHOLD
 
 
 def load_model(workdir: str) -> Model:
@@ -169,7 +208,8 @@ def load_model(workdir: str) -> Model:
     logging.info("loaded %s (%s, width %g, %d classes) from %s, best epoch %s", spec.method,
                  spec.pooling, spec.width, len(class_names), workdir, meta.get("epoch"))
     return Model(params, class_names, config, functools.partial(inference.predict, spec), spec,
-                 workdir, functools.partial(embeddings.embed, spec))
+                 workdir, functools.partial(embeddings.embed, spec),
+                 read_thresholds(workdir, class_names))
 
 
 # -- audio -------------------------------------------------------------------------------------

@@ -20,10 +20,17 @@ from wler_jax.serving import reports
 from wler_jax.serving.chunked import Prediction
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Training workdir to load the best checkpoint from.")
+flags.DEFINE_string("workdir", None, "Training workdir to load the best checkpoint from; its "
+                    "MODEL_CARD.md says what the model was trained on, how well it did and its "
+                    "known limits.")
 flags.DEFINE_string("output", "predictions.json", "Output file: .json or .csv (see module doc).")
-flags.DEFINE_float("threshold", 0.5, "Decision threshold for merged segments and events "
-                   "(probability strictly above it counts as active).")
+flags.DEFINE_float("threshold", None, "Decision threshold for merged segments and events "
+                   "(probability strictly above it counts as active) for every class. Default: "
+                   "the per-class thresholds fitted on the validation split (the workdir's "
+                   "thresholds.json; see its MODEL_CARD.md), or 0.5 for a workdir without.")
+flags.DEFINE_string("scores_dir", None, "Also write one sed_scores_eval score table per file "
+                    "here (DIR/<id>.tsv: onset, offset, one column per class; unthresholded; "
+                    "python -m wler_jax.evaluate scores them).")
 flags.DEFINE_string("events_tsv", None, "Also write a DCASE event list (TSV) here.")
 flags.DEFINE_integer("median_filter", 1, "Median filter length in 32-frame cells (~0.37 s) "
                      "applied to the time line before --events_tsv detection (1 = off).")
@@ -59,7 +66,8 @@ def main(argv: Sequence[str]) -> int:
     ext = os.path.splitext(FLAGS.output)[1].lower()
     if ext not in (".json", ".csv"):
         errors.fail(f"--output must end in .json or .csv, got {FLAGS.output}")
-    if not 0.0 <= FLAGS.threshold <= 1.0 or FLAGS.median_filter < 1:
+    if (FLAGS.threshold is not None and not 0.0 <= FLAGS.threshold <= 1.0) \
+            or FLAGS.median_filter < 1:
         errors.fail("--threshold must be in [0, 1] and --median_filter >= 1")
     with errors.report_user_errors():
         return _predict(inputs, ext)
@@ -80,24 +88,29 @@ def _predict(inputs: list[str], ext: str) -> int:
             else:
                 unreadable[i] = err
     names = model.class_names
-    records = [reports.prediction_record(files[i][0], predictions[i], names, FLAGS.threshold)
+    threshold = model.decision_thresholds(FLAGS.threshold)  # a float, or {class: float}
+    records = [reports.prediction_record(files[i][0], predictions[i], names, threshold)
                for i in sorted(predictions)]
     failed = [{"file": files[i][0], "reason": unreadable[i].reason} for i in sorted(unreadable)]
     if ext == ".csv":
         reports.write_csv(FLAGS.output, records, failed)
     else:
         reports.write_json(FLAGS.output, records, failed, workdir=model.workdir,
-                           class_names=list(names), threshold=FLAGS.threshold)
+                           class_names=list(names), threshold=threshold)
     if FLAGS.events_tsv:
         reports.write_events_tsv(FLAGS.events_tsv, [(files[i][1], reports.detect_file_events(
-            predictions[i], names, threshold=FLAGS.threshold, median_filter=FLAGS.median_filter,
+            predictions[i], names, threshold=threshold, median_filter=FLAGS.median_filter,
             reduce=FLAGS.grid_reduce)) for i in sorted(predictions)])
+    if FLAGS.scores_dir:
+        _write_score_tables(FLAGS.scores_dir, [(files[i][1], predictions[i])
+                                               for i in sorted(predictions)], names)
     if FLAGS.plot:
         os.makedirs(FLAGS.plot, exist_ok=True)
         for i in sorted(predictions):
             name = files[i][1].replace(os.sep, "__")
             reports.plot_prediction(os.path.join(FLAGS.plot, name + ".png"), files[i][0],
-                                    predictions[i], names, FLAGS.threshold)
+                                    predictions[i], names,
+                                    threshold if isinstance(threshold, float) else None)
     logging.info("scored %d file(s), %d failed; wrote %s", len(records), len(failed),
                  FLAGS.output)
     sys.stderr.write(f"scored {len(records)} file(s) -> {FLAGS.output}\n")
@@ -106,6 +119,24 @@ def _predict(inputs: list[str], ext: str) -> int:
             f"  {f['file']}: {f['reason']}\n" for f in failed))
         return 1
     return 0
+
+
+def _write_score_tables(scores_dir: str, named: list[tuple[str, Prediction]],
+                        names: Sequence[str]) -> None:
+    """`--scores_dir`: DIR/<id>.tsv per file; two files with one id are refused in one line
+    (before any table is written)."""
+    ids: dict[str, str] = {}
+    for name, _ in named:
+        rid = reports.score_table_id(name)
+        if rid in ids:
+            raise errors.DataError(f"{ids[rid]} and {name} would both be written as {rid}.tsv "
+                                   "in --scores_dir; rename one of them")
+        ids[rid] = name
+    os.makedirs(scores_dir, exist_ok=True)
+    for name, prediction in named:
+        onsets, offsets, scores = reports.score_table(prediction, FLAGS.grid_reduce)
+        reports.write_score_table(os.path.join(scores_dir, reports.score_table_id(name) + ".tsv"),
+                                  onsets, offsets, scores, names)
 
 
 def cli(argv: Sequence[str]) -> int:

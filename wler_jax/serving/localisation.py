@@ -37,6 +37,9 @@ PSDS1 = dict(dtc_threshold=0.7, gtc_threshold=0.7, cttc_threshold=None, alpha_ct
 PSDS2 = dict(dtc_threshold=0.1, gtc_threshold=0.1, cttc_threshold=0.3, alpha_ct=0.5,
              alpha_st=1.0, max_efpr=100.0)
 
+# Collar-based event F1 as DCASE task 4 reports it (sed_eval's defaults for the task).
+EVENT_COLLARS = dict(onset_collar=0.2, offset_collar=0.2, offset_collar_rate=0.2)
+
 TimeLine = tuple  # (onsets [K], offsets [K], scores [K, C])
 
 
@@ -136,8 +139,24 @@ def median_filter(scores, size: int) -> np.ndarray:
     return scipy.ndimage.median_filter(scores, size=(int(size), 1), mode="nearest")
 
 
+def class_thresholds(threshold, class_names: Sequence[str]) -> np.ndarray:
+    """[C] decision thresholds from one float, a sequence of C floats or a {class: float} dict
+    naming every class (e.g. a workdir's fitted thresholds, `wler_jax.training.calibration`)."""
+    if isinstance(threshold, Mapping):
+        missing = [c for c in class_names if str(c) not in threshold]
+        if missing:
+            raise ValueError(f"thresholds given for {len(threshold)} classes but not for "
+                             f"{missing[:5]}")
+        values = np.array([float(threshold[str(c)]) for c in class_names])
+    else:
+        values = np.broadcast_to(np.asarray(threshold, np.float64), (len(class_names),)).copy()
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"thresholds must be finite, got {values}")
+    return values
+
+
 def detect_events(onsets, offsets, scores, class_names: Sequence[str], *,
-                  threshold: float = 0.5, min_gap: float = 0.0) -> list[dict]:
+                  threshold=0.5, min_gap: float = 0.0) -> list[dict]:
     """Threshold a time line into events, one list over all classes.
 
     Runs of consecutive cells with `score > threshold` become events from the first cell's
@@ -150,7 +169,8 @@ def detect_events(onsets, offsets, scores, class_names: Sequence[str], *,
       offsets: [K] cell ends, seconds.
       scores: [K, C] scores.
       class_names: C names.
-      threshold: decision threshold (strictly above counts as active).
+      threshold: decision threshold (strictly above counts as active): one for every class,
+        or one per class (`class_thresholds`).
       min_gap: merge events of a class separated by at most this many seconds.
 
     Returns:
@@ -167,9 +187,10 @@ def detect_events(onsets, offsets, scores, class_names: Sequence[str], *,
         raise ValueError(f"{len(class_names)} class names for {scores.shape[1]} score columns")
     if min_gap < 0:
         raise ValueError(f"min_gap must be >= 0, got {min_gap}")
+    thresholds = class_thresholds(threshold, class_names)
     events = []
     for c, name in enumerate(class_names):
-        active = scores[:, c] > threshold
+        active = scores[:, c] > thresholds[c]
         if not active.any():
             continue
         edges = np.diff(np.concatenate(([0], active.astype(np.int8), [0])))
@@ -189,7 +210,7 @@ def detect_events(onsets, offsets, scores, class_names: Sequence[str], *,
     return events
 
 
-def merge_segments(segment_probs, class_names: Sequence[str], threshold: float = 0.5) -> list[dict]:
+def merge_segments(segment_probs, class_names: Sequence[str], threshold=0.5) -> list[dict]:
     """Detected events on the segment grid itself (the prediction CLI's "segments").
 
     Consecutive segments above threshold are merged from the start of the first window to the
@@ -199,7 +220,8 @@ def merge_segments(segment_probs, class_names: Sequence[str], threshold: float =
     Args:
       segment_probs: [S, C] valid segment probabilities of one recording.
       class_names: C names.
-      threshold: decision threshold (strictly above counts as detected).
+      threshold: decision threshold (strictly above counts as detected): one, or one per class
+        (`class_thresholds`).
 
     Returns:
       list of {"label", "start", "end", "score"} (seconds; score = max segment score), by start.
@@ -276,8 +298,9 @@ def _clean_ground_truth(events, duration: float, class_names, rec_id) -> tuple[l
 def localisation_metrics(predictions: Mapping[str, TimeLine],
                          ground_truth: Mapping[str, Sequence[tuple[float, float, str]]],
                          durations: Mapping[str, float], class_names: Sequence[str], *,
-                         threshold: float = 0.5, segment_length: float = 1.0,
-                         psds2: bool = False, time_decimals: int = 6) -> dict:
+                         threshold=0.5, segment_length: float = 1.0,
+                         psds2: bool = False, event_f1: bool = False,
+                         time_decimals: int = 6) -> dict:
     """Segment-based F1 and PSDS of time lines against true event times (sed_scores_eval).
 
     Every recording in `predictions` is evaluated, including those without any true event (their
@@ -297,21 +320,26 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
         rejects them) and counted in "ground_truth_merged".
       durations: id -> recording length in seconds (num_samples / 44100).
       class_names: C names, the column order of the scores.
-      threshold: decision threshold of the segment-based F1 (score > threshold is active).
+      threshold: decision threshold of the segment-based (and event-based) F1 (score >
+        threshold is active): one, or one per class (`class_thresholds`).
       segment_length: segment-based evaluation segment, seconds (DCASE: 1 s).
       psds2: also compute PSDS scenario 2 (dtc 0.1, gtc 0.1, cttc 0.3, alpha_ct 0.5).
+      event_f1: also compute collar-based event F1 ("event_f1", "event_f1_per_class",
+        "event_precision", "event_recall"): DCASE task 4's collars (onset 200 ms, offset
+        max(200 ms, 20 % of the event's length)).
       time_decimals: rounding of times inside sed_scores_eval.
 
     Returns:
       {"segment_f1": macro-average F1 over evaluated classes, "segment_f1_per_class": {name: f1},
        "segment_precision", "segment_recall" (macro), "segment_f1_micro",
        "psds1": PSDS scenario 1 (dtc 0.7, gtc 0.7, alpha_st 1, max_efpr 100 per hour),
-       "psds1_per_class": {name: psds}, ["psds2"], "evaluated_classes", "excluded_classes",
+       "psds1_per_class": {name: psds}, ["psds2"], ["event_f1", ...],
+       "evaluated_classes", "excluded_classes",
        "num_recordings", "num_recordings_without_events", "ground_truth_dropped",
        "ground_truth_merged"} — floats are plain Python floats.
     """
     # deferred: sed_scores_eval pulls in dcase_util and friends (seconds); only evaluation needs it
-    from sed_scores_eval import intersection_based, segment_based
+    from sed_scores_eval import collar_based, intersection_based, segment_based
     from sed_scores_eval.base_modules.scores import create_score_dataframe
 
     class_names = [str(c) for c in class_names]
@@ -347,6 +375,9 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
                       segment_recall=nan, segment_f1_micro=nan, psds1=nan, psds1_per_class={})
         if psds2:
             result["psds2"] = nan
+        if event_f1:
+            result.update(event_f1=nan, event_f1_per_class={}, event_precision=nan,
+                          event_recall=nan)
         return result
 
     cols = [class_names.index(c) for c in kept]
@@ -364,6 +395,8 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
             create_score_dataframe(scores[:, cols], timestamps, kept))
     durs = {i: float(durations[i]) for i in ids}
 
+    thresholds = class_thresholds(threshold, class_names)
+    threshold = {c: float(thresholds[class_names.index(c)]) for c in kept}
     f, p, r, _ = segment_based.fscore(frames, gt, durs, threshold, segment_length=segment_length,
                                       time_decimals=time_decimals)
     result.update(segment_f1=float(f["macro_average"]),
@@ -375,7 +408,19 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
         frames, gt, durs, unit_of_time="hour", time_decimals=time_decimals, **PSDS1)
     result.update(psds1=float(value), psds1_per_class={c: float(per_class[c]) for c in kept})
     if psds2:
+        # One evaluated class has no cross-triggers (their rate is about other classes' true
+        # events), so the cross-trigger term is 0; sed_scores_eval 0.0.4 raises a TypeError
+        # computing it for one class, so it is left out there (the same value).
+        scenario = PSDS2 if len(kept) > 1 else {**PSDS2, "cttc_threshold": None,
+                                                 "alpha_ct": 0.0}
         value, *_ = intersection_based.psds(
-            frames, gt, durs, unit_of_time="hour", time_decimals=time_decimals, **PSDS2)
+            frames, gt, durs, unit_of_time="hour", time_decimals=time_decimals, **scenario)
         result["psds2"] = float(value)
+    if event_f1:
+        f, p, r, _ = collar_based.fscore(frames, gt, threshold, time_decimals=time_decimals,
+                                         **EVENT_COLLARS)
+        result.update(event_f1=float(f["macro_average"]),
+                      event_f1_per_class={c: float(f[c]) for c in kept},
+                      event_precision=float(p["macro_average"]),
+                      event_recall=float(r["macro_average"]))
     return result

@@ -21,7 +21,7 @@ def _segment_spans(prediction: Prediction) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prediction_record(file: str, prediction: Prediction, class_names: Sequence[str],
-                      threshold: float = 0.5) -> dict:
+                      threshold=0.5) -> dict:
     """The JSON object of one file (module docstring): scores, segment scores, merged events."""
     start, end = _segment_spans(prediction)
     r = lambda x: round(float(x), 6)  # noqa: E731  (times, seconds)
@@ -52,13 +52,45 @@ def score_value(p) -> float:
 
 
 def detect_file_events(prediction: Prediction, class_names: Sequence[str], *,
-                       threshold: float = 0.5, median_filter: int = 1,
+                       threshold=0.5, median_filter: int = 1,
                        reduce: str = "max") -> list[dict]:
     """Events on the 32-frame time line: grid_scores -> median_filter -> detect_events."""
     onsets, offsets, scores = localisation.grid_scores(
         prediction.segments, prediction.num_frames, reduce=reduce, duration=prediction.duration)
     scores = localisation.median_filter(scores, median_filter)
     return localisation.detect_events(onsets, offsets, scores, class_names, threshold=threshold)
+
+
+def score_table_id(name: str) -> str:
+    """The audio id of a file in score tables and ground-truth tables: its name relative to the
+    folder it was found in, without the extension, folders joined by "__" ("sub/a.wav" ->
+    "sub__a"; sed_scores_eval reads one flat folder of `<id>.tsv`)."""
+    return os.path.splitext(str(name))[0].replace("\\", "/").replace("/", "__")
+
+
+def score_table(prediction: Prediction, reduce: str = "max"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The file's scores on gapless, non-overlapping rows: (onsets [K], offsets [K], scores
+    [K, C]) of `localisation.grid_scores` (32-frame cells, ~0.37 s; each cell reduces the four
+    overlapping segments covering it), the last offset at the recording's end. The same time
+    line training's segment F1 and PSDS are computed on."""
+    return localisation.grid_scores(prediction.segments, prediction.num_frames, reduce=reduce,
+                                    duration=prediction.duration)
+
+
+def write_score_table(path: str, onsets, offsets, scores, class_names: Sequence[str]) -> None:
+    """One sed_scores_eval score table (`sed_scores_eval.io.read_sed_scores` reads it): a TSV
+    with header `onset offset <class...>`, one row per time-line cell. Times are written as
+    the shortest decimals of their float64 values, scores as those of their float32 values
+    (`score_value`), so a table reads back as the very numbers it was written from."""
+
+    def write(f):
+        f.write("\t".join(["onset", "offset", *map(str, class_names)]) + "\n")
+        for on, off, row in zip(onsets, offsets, scores):
+            f.write("\t".join([repr(float(on)), repr(float(off)),
+                               *(repr(score_value(p)) for p in row)]) + "\n")
+
+    _atomic_write(path, write)
 
 
 def _atomic_write(path: str, write: Callable) -> None:
@@ -107,7 +139,7 @@ def write_events_tsv(path: str, events: list[tuple[str, list[dict]]]) -> None:
 
 
 def plot_prediction(path: str, title: str, prediction: Prediction, class_names: Sequence[str],
-                    threshold: float = 0.5, top: int = 5) -> None:
+                    threshold: float | None = 0.5, top: int = 5) -> None:
     """PNG of segment scores over time: the `top` classes as lines, all classes as a heat map."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
@@ -119,7 +151,8 @@ def plot_prediction(path: str, title: str, prediction: Prediction, class_names: 
     for c in np.argsort(-prediction.clip)[:top]:
         ax1.plot(centre, segs[:, c], marker="." if len(centre) < 60 else None,
                  label=f"{class_names[c]} ({prediction.clip[c]:.2f})")
-    ax1.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
+    if threshold is not None:  # None: per-class thresholds, no one line to draw
+        ax1.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
     ax1.set(ylim=(0, 1), ylabel="probability", title=title)
     ax1.legend(loc="upper right", fontsize="small")
     hop = geometry.SEGMENT_HOP * localisation.FRAME_SECONDS  # one column per segment, at its centre

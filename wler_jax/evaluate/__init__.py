@@ -8,6 +8,10 @@ defined AP: it is left out of mAP and named in "skipped_classes", never silently
 `format_table` lays out one column per run or split (e.g. SLAT vs WLER), rows per event and a
 final mAP row, plus localisation rows (segment F1, PSDS) when `localisation.localisation_metrics`
 results are attached under result["localisation"].
+
+The package also scores prediction tables outside training: `scoring` (score tables, ground
+truth, PSDS, F1, AUC, d', lwlrap) and the command line `python -m wler_jax.evaluate`
+(`__main__.py`).
 """
 from __future__ import annotations
 
@@ -172,8 +176,11 @@ def display_name(name: str) -> str:
     return name
 
 
-# Optional rows: (label, key in result["localisation"]).
-_LOCALISATION_ROWS = (("Segment F1", "segment_f1"), ("PSDS", "psds1"), ("PSDS2", "psds2"))
+# Optional rows: (label, key in the result) and (label, key in result["localisation"]).
+_CLIP_ROWS = (("ROC AUC", "roc_auc"), ("d'", "d_prime"), ("lwlrap", "lwlrap"),
+              ("Clip F1", "clip_f1"))
+_LOCALISATION_ROWS = (("Segment F1", "segment_f1"), ("Event F1", "event_f1"), ("PSDS", "psds1"),
+                      ("PSDS2", "psds2"))
 
 
 def _cell(value) -> str:
@@ -190,7 +197,8 @@ def format_table(results: Mapping[str, Mapping], class_names: Sequence[str], *,
     Args:
       results: column name -> an `average_precision` result (e.g. {"SLAT": r1, "WLER": r2});
         a result may carry result["localisation"] (from `localisation.localisation_metrics`),
-        which adds "Segment F1" / "PSDS" / "PSDS2" rows when any column has them.
+        which adds "Segment F1" / "Event F1" / "PSDS" / "PSDS2" rows when any column has them,
+        and the clip metrics of `scoring.clip_metrics` (ROC AUC, d', lwlrap, clip F1 rows).
       class_names: row order (dataset class names, shown human-readable).
       title: optional first line.
 
@@ -206,6 +214,10 @@ def format_table(results: Mapping[str, Mapping], class_names: Sequence[str], *,
         rows.append([display_name(name),
                      *(_cell(results[c].get("AP", {}).get(str(name))) for c in columns)])
     rows.append(["mAP", *(_cell(results[c].get("mAP")) for c in columns)])
+    for label, key in _CLIP_ROWS:
+        values = [results[c].get(key) for c in columns]
+        if any(v is not None for v in values):
+            rows.append([label, *(_cell(v) for v in values)])
     for label, key in _LOCALISATION_ROWS:
         values = [(results[c].get("localisation") or {}).get(key) for c in columns]
         if any(v is not None for v in values):
