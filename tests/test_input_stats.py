@@ -136,3 +136,35 @@ def test_statistics_round_trip_through_the_workdir_to_every_scoring_path(tmp_pat
     np.testing.assert_allclose(chunk.clip, full["clip"][0], atol=1e-5)
     loaded = export.load_exported(export.export_model(model, str(tmp_path / "m.jaxexport")))
     np.testing.assert_allclose(np.asarray(loaded(x[None], [n])["clip"]), full["clip"], atol=1e-5)
+
+
+def test_prior_logits_are_the_logits_of_class_frequencies():
+    labels = np.zeros((8, 3), np.float32)
+    labels[:2, 0] = 1.0  # p = 0.25
+    labels[:, 1] = 1.0  # in every recording: clipped to 1 - 1e-3
+    got = input_stats.prior_logits(labels)  # class 2 absent: clipped to 1e-3
+    lim = np.log(input_stats.PRIOR_CLIP / (1 - input_stats.PRIOR_CLIP))
+    np.testing.assert_allclose(got, [np.log(0.25 / 0.75), -lim, lim], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_head_bias_init_prior_starts_the_output_bias_at_the_training_prior(tmp_path, shared_runs):
+    """With model.head_bias_init=prior the run's output bias starts at the logits of the training
+    split's class frequencies (a near-zero learning rate keeps it there for the check)."""
+    from wler_jax import predict
+    from wler_jax.data import splits
+    from wler_jax.training import train
+    from wler_jax.configs.common import base_config
+
+    config = base_config("wler", "smoke")
+    config.model.head_bias_init = "prior"
+    config.train.epochs = 1
+    config.train.learning_rate = 1e-9
+    config.data.data_dir = shared_runs["data_dir"]
+    train.train_and_evaluate(config, str(tmp_path / "work"))
+    model = predict.load_model(str(tmp_path / "work"))
+    sources, class_names, _ = splits.load(config)
+    want = input_stats.prior_logits(
+        splits.multi_hot_labels(splits.read_split_table(sources["train"]), len(class_names)))
+    assert np.ptp(want) > 0.5  # the smoke set's classes differ in frequency
+    np.testing.assert_allclose(model.params["fc2"]["bias"], want, atol=1e-5)

@@ -79,3 +79,17 @@ def band_statistics(source, *, chunk_samples: int = 2 ** 17, batch_size: int = 1
     return {"mean": (mean + _SHIFT_DB).astype(np.float32),
             "std": np.maximum(std, MIN_STD_DB).astype(np.float32), "frames": int(n[0]),
             "recordings": len(source)}
+
+
+PRIOR_CLIP = 1e-3  # a class absent from (or in every recording of) the training split
+
+
+def prior_logits(labels: np.ndarray) -> np.ndarray:
+    """logit(p_c) of each class's frequency p_c in a [N, C] multi-hot label matrix.
+
+    The output bias that makes an untrained network predict the label prior
+    (`model.head_bias_init=prior`). p_c is clipped to [PRIOR_CLIP, 1 - PRIOR_CLIP] so a class
+    missing from the split gets a finite bias (-6.9).
+    """
+    p = np.clip(np.asarray(labels, np.float64).mean(axis=0), PRIOR_CLIP, 1.0 - PRIOR_CLIP)
+    return np.log(p / (1.0 - p)).astype(np.float32)

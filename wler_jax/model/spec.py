@@ -42,14 +42,13 @@ EMBEDDING_LAYER = "fc1"  # FCv1 (N_W / N_T) and FC1 (N_S): the module name in bo
 
 # model.* fields added after workdirs existed, with the value that behaves as before the field.
 # A run.json written before a field existed reads as this value (`model_field`): for scoring,
-# resuming and fine-tuning alike. head_bias_init has been removed since (every run now starts
-# the output bias at zeros), so a config without it reads as "zeros" too.
+# resuming and fine-tuning alike.
 MODEL_FIELDS_BEFORE_ADDED = {"op_impl": "auto", "conv1_impl": "plain", "input_norm": "none",
                              "head_bias_init": "zeros"}
 # model.* values measured, not adopted and removed (docs/experiments.md, parts 6, 10 and 11):
 # a run.json holding one cannot be resumed or fine-tuned from under the same behaviour, so
 # `check_removed_options` refuses it. (Scoring is unchanged: what they did is in the params.)
-REMOVED_MODEL_OPTIONS = {"input_norm": ("per_band_mean",), "head_bias_init": ("prior",)}
+REMOVED_MODEL_OPTIONS = {"input_norm": ("per_band_mean",)}
 
 
 def model_field(model: Mapping[str, Any], name: str) -> Any:

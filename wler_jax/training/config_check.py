@@ -27,6 +27,7 @@ CHOICES = {
     "train.schedule": ("constant", "cosine"),
     "train.loss_weighting": ("batch", "example"),
     "model.input_norm": ("none", "per_band"),
+    "model.head_bias_init": ("zeros", "prior"),
 }
 POSITIVE = ("model.width", "input.frame_budget", "input.bucket_ratio", "input.slat_hop",
             "input.slat_eval_hop", "train.epochs", "train.learning_rate",

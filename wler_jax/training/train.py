@@ -309,7 +309,8 @@ def initialize_params(config: ml_collections.ConfigDict, workdir: str, spec: Mod
                       state: steps.TrainState, train_source, class_names: list,
                       replicated: NamedSharding) -> steps.TrainState:
     """A fresh run's start params: the input statistics of the training split
-    (`model.input_norm=per_band`), or a fine-tuning source's params (`train.init_from`, which
+    (`model.input_norm=per_band`) and the output bias at the class prior
+    (`model.head_bias_init=prior`), or a fine-tuning source's params (`train.init_from`, which
     brings its own statistics); then the moving average's start (`train.ema_decay` > 0)."""
     init_from = config.train.get("init_from")
     if spec.input_norm and not init_from:
@@ -319,6 +320,13 @@ def initialize_params(config: ml_collections.ConfigDict, workdir: str, spec: Mod
                      stats["mean"].max(), stats["std"].min(), stats["std"].max())
         params = {**state.params, "input_norm": {"mean": jnp.asarray(stats["mean"]),
                                                  "std": jnp.asarray(stats["std"])}}
+        state = state.replace(params=jax.device_put(params, replicated))
+    if model_field(config.model, "head_bias_init") == "prior":
+        prior = input_stats.prior_logits(
+            splits.multi_hot_labels(splits.read_split_table(train_source), len(class_names)))
+        logging.info("output bias from the training split's class frequencies: logit %.2f .. %.2f",
+                     prior.min(), prior.max())
+        params = {**state.params, "fc2": {**state.params["fc2"], "bias": jnp.asarray(prior)}}
         state = state.replace(params=jax.device_put(params, replicated))
     if init_from:  # fine-tuning (wler_jax/training/transfer.py)
         params, _ = transfer.init_from_workdir(config, jax.device_get(state.params), class_names,
