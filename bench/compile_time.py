@@ -1,6 +1,6 @@
 """Compile once: start-up of a training run with a fresh vs a warm compilation cache.
 
-  python bench/compile_time.py [--config configs/wler.py:smoke] [--set field=value ...]
+  python -m bench.compile_time [--config configs/wler.py:smoke] [--set field=value ...]
       [--data_dir DIR] [--json bench/results/compile_time_cpu.json]
 
 Runs `python -m wler_jax.main` as a user would, in subprocesses, side by side on the same
@@ -28,10 +28,9 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
+import jax
 
-from bench_utils import write_json  # noqa: E402
+from bench import common
 
 AOT_RE = re.compile(r"compiled (\d+) program\(s\) ahead in ([\d.]+) s \(persistent cache: (\d+) "
                     r"loaded, (\d+) written\)")
@@ -45,10 +44,10 @@ def run(args, workdir: str, cache_dir: str, extra: list[str]) -> dict:
            *(f"--config.{s}" for s in args.set), *extra]
     if args.data_dir:
         cmd.append(f"--config.data.data_dir={args.data_dir}")
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = common.repo_env()
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the config field decides
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=common.REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     out: dict = {"first_progress_s": None, "aot_compile_s": None, "cache_loaded": None,
                  "cache_written": None, "resumed": False}
@@ -84,7 +83,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="field=value overrides")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--runs", default="first,rerun,resume,lazy")
-    parser.add_argument("--json", default=os.path.join(REPO, "bench", "results",
+    parser.add_argument("--json", default=os.path.join(common.RESULTS_DIR,
                                                        "compile_time_cpu.json"))
     args = parser.parse_args()
     t_start = time.perf_counter()
@@ -124,14 +123,13 @@ def main() -> None:
         for key in ("aot_compile_s", "first_progress_s", "total_s"):
             if r.get(key) is not None and first.get(key):
                 ratios[f"{name}/{key}"] = round(r[key] / first[key], 3)
-    import jax
-
-    out = {"config": args.config, "set": args.set, "device": jax.devices()[0].device_kind,
+    out = {"config": args.config, "config_file": args.config, "set": args.set,
+           "device": jax.devices()[0].device_kind,
            "jax": jax.__version__, "cpu_count": os.cpu_count(),
            "load_avg_at_end": os.getloadavg(), "runs": results, "ratios_vs_first": ratios,
            "cache_files": cache_files, "cache_bytes": cache_bytes}
     print(json.dumps(ratios, indent=1))
-    write_json(out, args.json, time.perf_counter() - t_start)
+    common.write_json(out, args.json, time.perf_counter() - t_start)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@
 #   bash bench/device_run.sh [STEP ...]   default: all of the above, in that order;
 #                                         results land in $OUT (or ./device_out)
 #
+# Run from the repository root: every benchmark runs as `python3 -m bench.<name>`. The pipeline
+# step's recipe is the config file configs/experiments/gpu_full_bf16.py (full size, bfloat16,
+# 12 reading threads, prefetch 4).
+#
 # Run it as the run tool's command with carry [".whl"] and a timeout of ~590 s; every step has its
 # own time limit (so one slow step cannot eat the others' time) and writes its log and JSON
 # under $OUT as it goes. Timed steps run alone on the GPU; the data set is built on the host CPU
@@ -35,6 +39,7 @@ else
 fi
 DATA=/tmp/tfds
 SYNTH=600,2,2,20,30,25   # ~4.2 h of 20-30 s recordings: epochs long enough to time a GPU
+RECIPE=configs/experiments/gpu_full_bf16.py
 STEPS=${*:-speed pallas profile pipeline inference tests}
 T0=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader
@@ -44,36 +49,35 @@ has() { case " $STEPS " in *" $1 "*) return 0;; esac; return 1; }
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 
 if has pipeline; then  # build the data on the CPU while the GPU works
-  (timeout 300 python3 bench/pipeline_efficiency.py --variant full --data_dir $DATA \
+  (timeout 300 python3 -m bench.pipeline_efficiency --config=$RECIPE --data_dir $DATA \
      --synthetic $SYNTH --build_only >"$OUT/build.log" 2>&1; echo "build rc $?" >>"$OUT/build.log") &
   BUILD=$!
 fi
 if has speed; then  # plain conv1, side by side with PyTorch (autocast bf16, cuDNN benchmark)
-  timeout 90 python3 bench/train_speed.py --dtype bfloat16 --batch 32 --reps 10 --cases train \
+  timeout 90 python3 -m bench.train_speed --dtype bfloat16 --batch 32 --reps 10 --cases train \
     --no_breakdown --json "$OUT/train_speed_bf16_B32_plain.json" >"$OUT/speed_plain.log" 2>&1
   stamp "speed plain rc $?"; tail -12 "$OUT/speed_plain.log"
 fi
 if has pallas; then  # the fused Pallas conv1 block (compiles for the GPU here for the first time)
-  timeout 60 python3 bench/train_speed.py --dtype bfloat16 --batch 32 --reps 10 --cases train \
+  timeout 60 python3 -m bench.train_speed --dtype bfloat16 --batch 32 --reps 10 --cases train \
     --no_breakdown --no_torch --conv1_impl pallas \
     --json "$OUT/train_speed_bf16_B32_pallas.json" >"$OUT/speed_pallas.log" 2>&1
   stamp "speed pallas rc $?"; tail -12 "$OUT/speed_pallas.log"
 fi
 if has profile; then
-  timeout 40 python3 bench/kernel_profile.py --batch 32 --frames 1280 --dtype bfloat16 \
+  timeout 40 python3 -m bench.kernel_profile --batch 32 --frames 1280 --dtype bfloat16 \
     --steps 10 --conv1_impl plain pallas --json "$OUT/kernel_profile_bf16_B32.json" \
     >"$OUT/profile.log" 2>&1
   stamp "profile rc $?"; grep -A12 "ms wall" "$OUT/profile.log" | head -30
 fi
 [ -n "${BUILD:-}" ] && { wait $BUILD; stamp "$(tail -1 "$OUT/build.log")"; }
 if has pipeline; then  # the real reader (record by record, uncompressed), 12 threads
-  timeout 160 python3 bench/pipeline_efficiency.py --variant full --data_dir $DATA \
-    --synthetic $SYNTH --epochs 2 --set model.dtype=bfloat16 input.num_threads=12 \
-    input.prefetch=4 --json "$OUT/pipeline_bfloat16.json" >"$OUT/pipeline.log" 2>&1
+  timeout 160 python3 -m bench.pipeline_efficiency --config=$RECIPE --data_dir $DATA \
+    --synthetic $SYNTH --epochs 2 --json "$OUT/pipeline_bfloat16.json" >"$OUT/pipeline.log" 2>&1
   stamp "pipeline rc $?"; tail -8 "$OUT/pipeline.log"  # ~122 s of it: the first compile
 fi
 if has inference; then  # the predict path on 3-minute files, 8 chunks per device call
-  timeout 70 python3 bench/inference_speed.py --width 1.0 --quick --cases short,long --reps 3 \
+  timeout 70 python3 -m bench.inference_speed --width 1.0 --quick --cases short,long --reps 3 \
     --json "$OUT/inference_speed.json" >"$OUT/inference.log" 2>&1
   stamp "inference rc $?"; tail -10 "$OUT/inference.log"
 fi

@@ -24,7 +24,7 @@ compilation) and ends with `jax.block_until_ready`. Weights are random (timing a
 conversion check do not need trained ones). Results go to a readable table on stdout and to JSON.
 
 Usage:
-  python bench/fcn_speed.py [--width 1.0 0.25] [--reps N] [--quick] [--json PATH]
+  python -m bench.fcn_speed [--width 1.0 0.25] [--reps N] [--quick] [--json PATH]
 """
 from __future__ import annotations
 
@@ -32,62 +32,29 @@ import argparse
 import dataclasses
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
-import re
-import statistics
-import sys
 import time
 import warnings
 
+import flax
+import jax
+import jax.numpy as jnp
+import librosa
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from wler_jax import features, geometry  # noqa: E402
-from wler_jax.model import networks as models  # noqa: E402
-from bench_utils import noise_and_tones, write_json  # noqa: E402
+from bench import common
+from bench.common import noise_and_tones
+from wler_jax import features, geometry
+from wler_jax.model import networks
+from wler_jax.model.spec import ModelSpec
 
 SR = geometry.SAMPLE_RATE
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def time_fn(fn, reps: int, min_time: float = 0.0, max_reps: int = 200) -> dict:
-    """Median wall time of `fn()` (awaited with block_until_ready) after one warm-up call.
-
-    Runs `reps` times, then more (up to `max_reps`) until the timed calls add up to `min_time`
-    seconds, so cheap cases get enough samples for a stable median.
-    """
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    times = []
-    while len(times) < reps or (sum(times) < min_time and len(times) < max_reps):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return {"median": statistics.median(times), "times": times, "first_call": first}
-
-
-def flops_of(jitted, *args) -> float | None:
-    """XLA's FLOP count of one call (None where the backend gives none)."""
-    try:
-        cost = jitted.lower(*args).compile().cost_analysis()
-    except Exception:  # noqa: BLE001 - cost analysis is optional information
-        return None
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else None
-    if not cost or "flops" not in cost:
-        return None
-    return float(cost["flops"])
-
-
-def device_slug(kind: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", kind).strip("_") or "device"
+def _timed(fn, args) -> dict:
+    """`common.time_calls` with at least `--reps` calls, more until `--min_time` seconds."""
+    return common.time_calls(fn, args.reps, min_time=args.min_time)
 
 
 def fcn_cases(width: float, args, recording: jax.Array) -> list[dict]:
@@ -96,11 +63,11 @@ def fcn_cases(width: float, args, recording: jax.Array) -> list[dict]:
     frames = recording.shape[1]
     num_segs = geometry.num_segments(frames)
     starts = [geometry.SEGMENT_HOP * k for k in range(num_segs)]
-    ns_spec = models.ModelSpec("slat", args.num_classes, width, dtype=dtype.name)
+    ns_spec = ModelSpec("slat", args.num_classes, width, dtype=dtype.name)
     ns, nw = ns_spec.module(), dataclasses.replace(ns_spec, method="wler").module()
     window0 = recording[:, : geometry.SEGMENT_FRAMES]
     ns_params = {"params": jax.jit(ns_spec.init)(jax.random.key(args.seed))}
-    nw_params = models.ns_to_nt_params(ns_params)
+    nw_params = networks.ns_to_nt_params(ns_params)
     num_frames = jnp.array([frames], jnp.int32)
 
     @jax.jit
@@ -128,29 +95,29 @@ def fcn_cases(width: float, args, recording: jax.Array) -> list[dict]:
              "max_abs_diff_interior": float(diff[1:-1].max()) if num_segs > 2 else None,
              "max_abs_logit": float(np.abs(np.asarray(win)).max())}
 
-    flops_nw = flops_of(nw_fn, nw_params, recording, num_frames)
-    flops_ns = flops_of(ns_batch_fn, ns_params, recording)
-    flops_one = flops_of(ns_one_fn, ns_params, window0)
-    t_nw = time_fn(lambda: nw_fn(nw_params, recording, num_frames), args.reps, args.min_time)
-    t_batch = time_fn(lambda: ns_batch_fn(ns_params, recording), args.reps, args.min_time)
-    t_loop = time_fn(lambda: [ns_one_fn(ns_params, w) for w in windows], args.reps, args.min_time)
+    flops_nw = common.xla_flops(nw_fn, nw_params, recording, num_frames)
+    flops_ns = common.xla_flops(ns_batch_fn, ns_params, recording)
+    flops_one = common.xla_flops(ns_one_fn, ns_params, window0)
+    t_nw = _timed(lambda: nw_fn(nw_params, recording, num_frames), args)
+    t_batch = _timed(lambda: ns_batch_fn(ns_params, recording), args)
+    t_loop = _timed(lambda: [ns_one_fn(ns_params, w) for w in windows], args)
 
     def gflop(f):
         return None if f is None else f / 1e9
 
-    common = {"part": "fcn", "width": width, "frames": frames, "windows": num_segs,
+    shared = {"part": "fcn", "width": width, "frames": frames, "windows": num_segs,
               "num_classes": args.num_classes, "dtype": args.dtype,
-              "params": models.num_params(ns_params), "nw_s": t_nw["median"],
+              "params": networks.num_params(ns_params), "nw_s": t_nw["median"],
               "nw_times": t_nw["times"], "nw_first_call_s": t_nw["first_call"],
               "nw_gflop": gflop(flops_nw), "check": check}
     return [
         {"name": f"N_S batch of {num_segs} vs N_W, width {width:g}", "ns_mode": "batch",
-         **common, "ns_s": t_batch["median"], "ns_times": t_batch["times"],
+         **shared, "ns_s": t_batch["median"], "ns_times": t_batch["times"],
          "ns_first_call_s": t_batch["first_call"], "ns_gflop": gflop(flops_ns),
          "speedup": t_batch["median"] / t_nw["median"],
          "flop_ratio": None if not (flops_ns and flops_nw) else flops_ns / flops_nw},
         {"name": f"N_S loop of {num_segs} x 1 vs N_W, width {width:g}", "ns_mode": "loop",
-         **common, "ns_s": t_loop["median"], "ns_times": t_loop["times"],
+         **shared, "ns_s": t_loop["median"], "ns_times": t_loop["times"],
          "ns_first_call_s": t_loop["first_call"],
          "ns_gflop": None if flops_one is None else num_segs * flops_one / 1e9,
          "speedup": t_loop["median"] / t_nw["median"],
@@ -168,9 +135,9 @@ def log_mel_cases(args) -> list[dict]:
     cases = []
 
     def add(name, jax_fn, librosa_fn, extra):
-        t_jax = time_fn(jax_fn, args.reps, args.min_time)
+        t_jax = _timed(jax_fn, args)
         # The warm-up call compiles librosa's numba code.
-        t_lib = time_fn(librosa_fn, args.reps, args.min_time)
+        t_lib = _timed(librosa_fn, args)
         cases.append({"name": name, "part": "log_mel", "audio_s": args.audio_seconds,
                       "frames": int(geometry.num_frames_for_samples(num_samples)), **extra,
                       "jax_s": t_jax["median"], "jax_times": t_jax["times"],
@@ -283,7 +250,8 @@ def main():
         args.audio_seconds = 10.0 if args.quick else 60.0
     if args.json is None:
         args.json = os.path.join(
-            RESULTS_DIR, f"fcn_speed_{device_slug(kind)}{'_quick' if args.quick else ''}.json")
+            common.RESULTS_DIR,
+            f"fcn_speed_{common.device_slug(kind)}{'_quick' if args.quick else ''}.json")
     if args.frames < geometry.SEGMENT_FRAMES:
         parser.error(f"--frames must be at least {geometry.SEGMENT_FRAMES}")
 
@@ -308,9 +276,6 @@ def main():
     total = time.perf_counter() - start
     print_tables(cases)
 
-    import flax
-    import librosa
-
     out = {"device": kind, "platform": device.platform, "device_count": jax.device_count(),
            "jax_version": jax.__version__, "jaxlib_version": importlib.metadata.version("jaxlib"),
            "flax_version": flax.__version__,
@@ -321,7 +286,7 @@ def main():
            "statistic": "median wall seconds after 1 warm-up call",
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "total_s": total, "cases": cases}
-    write_json(out, args.json, total)
+    common.write_json(out, args.json, total)
 
 
 if __name__ == "__main__":

@@ -14,46 +14,39 @@ Cases, each timed warm (compilation excluded by a first call on the same shapes)
     chunk's waveform and activations, two calls in flight).
 
 The model is random (speed and memory do not depend on the weights) at `--width` (0.25 by
-default; 1.0 is the paper's), 10 classes, or a trained `--workdir`. Throughput is per device
+default; 1.0 is the paper's), 10 classes. Throughput is per device
 (one device is used). Results: a table on stdout and JSON in
 bench/results/inference_speed_<device>[_quick].json.
 
 Usage:
-  python bench/inference_speed.py [--width 0.25] [--quick] [--chunk_frames 2048]
-      [--batch_size N] [--memory_minutes 60] [--workdir DIR] [--json PATH]
+  python -m bench.inference_speed [--width 0.25] [--quick] [--chunk_frames 2048]
+      [--batch_size N] [--short_count 16] [--long_minutes 10] [--memory_minutes 60] [--reps 5]
+      [--cases short,long,memory] [--json PATH]
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 
+import jax
 import numpy as np
+import soundfile as sf
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import jax  # noqa: E402
-
-from wler_jax import predict  # noqa: E402
-
-from wler_jax.serving import chunked
-
-from wler_jax.serving import inference
-
+from bench import common
+from bench.common import NUM_CLASSES, noise_and_tones
+from wler_jax import predict
+from wler_jax.geometry import SAMPLE_RATE
 from wler_jax.model.spec import ModelSpec
-from wler_jax.geometry import SAMPLE_RATE  # noqa: E402
-from bench_utils import noise_and_tones  # noqa: E402
-
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-NUM_CLASSES = 10
+from wler_jax.serving import chunked, inference
 
 
 def random_model(width: float, seed: int = 0) -> predict.Model:
@@ -69,23 +62,15 @@ def random_model(width: float, seed: int = 0) -> predict.Model:
         return np.zeros(leaf.shape, np.float32)
 
     params = jax.device_put(jax.tree_util.tree_map_with_path(draw, shapes))
-    import functools
-
     return predict.Model(params, tuple(f"class_{i}" for i in range(NUM_CLASSES)), None,
                          functools.partial(inference.predict, spec), spec)
 
 
 def timed(fn, reps: int) -> dict:
     """Median seconds of fn() (which must block on its result) after one warm-up call."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_s": float(np.median(times)), "times_s": times, "first_call_s": first}
+    t = common.time_calls(fn, reps, sync=lambda _: None)
+    return {"median_s": float(t["median"]), "times_s": t["times"],
+            "first_call_s": t["first_call"]}
 
 
 def short_cases(model, args) -> list[dict]:
@@ -127,8 +112,6 @@ def long_case(model, args) -> dict:
 
 def write_wav(path: str, seconds: int) -> None:
     """A 16-bit 44.1 kHz WAV of `seconds`, written block by block (little memory)."""
-    import soundfile as sf
-
     block = noise_and_tones(60 * SAMPLE_RATE, seed=5)
     with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16") as f:
         for i in range(0, seconds, 60):
@@ -170,10 +153,11 @@ def memory_cases(args) -> list[dict]:
         for minutes in sorted({1, 10, args.memory_minutes}):
             path = os.path.join(tmp, f"{minutes}min.wav")
             write_wav(path, minutes * 60)
-            cmd = [sys.executable, os.path.abspath(__file__), "--memory_child", path,
+            cmd = [sys.executable, "-m", "bench.inference_speed", "--memory_child", path,
                    "--width", str(args.width), "--chunk_frames", str(args.chunk_frames),
                    "--batch_size", str(args.batch_size)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=common.REPO,
+                                  env=common.repo_env())
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMORY_JSON ")]
             if proc.returncode or not line:
                 raise RuntimeError(f"memory child failed:\n{proc.stderr[-3000:]}")
@@ -214,8 +198,7 @@ def main() -> None:
              + ([long_case(model, args)] if "long" in wanted else [])
              + (memory_cases(args) if "memory" in wanted else []))
     device = jax.devices()[0]
-    kind = re.sub(r"[^A-Za-z0-9]+", "_", device.device_kind).strip("_").lower()
-    slug = "cpu" if backend == "cpu" else kind
+    slug = "cpu" if backend == "cpu" else common.device_slug(device.device_kind).lower()
     result = {"device": device.device_kind, "platform": backend, "device_count": 1,
               "width": args.width, "chunk_frames": args.chunk_frames,
               "batch_size": args.batch_size, "quick": args.quick, "cases": cases,
@@ -234,7 +217,7 @@ def main() -> None:
         print(f"{c['case']:<22}{c['recording_s'] * c.get('recordings', 1):>8}s{secs:>9.2f}s"
               f"{c['audio_s_per_s']:>11.0f}{rss:>26}{dev:>10}")
     path = args.json or os.path.join(
-        RESULTS_DIR, f"inference_speed_{slug}{'_quick' if args.quick else ''}.json")
+        common.RESULTS_DIR, f"inference_speed_{slug}{'_quick' if args.quick else ''}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(result, f, indent=1)

@@ -1,16 +1,16 @@
 """Where a train step's time goes, per kernel: the N_W model step under `jax.profiler`, summed by
 op / kernel name, with the plain conv1 block and with the fused Pallas one side by side.
 
-  python bench/kernel_profile.py [--batch 32] [--frames 1280] [--width 1.0]
+  python -m bench.kernel_profile [--batch 32] [--frames 1280] [--width 1.0]
       [--dtype bfloat16] [--conv1_impl plain pallas] [--steps 10] [--top 25] [--json PATH]
 
-The step is `train_speed.py`'s model step (features precomputed, Adagrad, dropout 0.5, donated
-state). After compiling and one warm-up call, `--steps` calls run under `jax.profiler.trace`; the
-trace's device planes (GPU / TPU: "XLA Ops" lines if present, else the stream lines; CPU: the
-XLA:CPU client threads) are summed by event name. Output: per implementation the step's wall
-time, the profiled device time per step and the top kernels (ms per step, share of the device
-time), so what bounds the step can be read off (e.g. the conv1 block's ops before and after
-fusing them).
+The step is `bench.train_speed`'s model step (`bench.common`: features precomputed, Adagrad,
+dropout 0.5, donated state). After compiling and one warm-up call, `--steps` calls run under
+`jax.profiler.trace`; the trace's device planes (GPU / TPU: "XLA Ops" lines if present, else the
+stream lines; CPU: the XLA:CPU client threads) are summed by event name. Output: per
+implementation the step's wall time, the profiled device time per step and the top kernels (ms
+per step, share of the device time), so what bounds the step can be read off (e.g. the conv1
+block's ops before and after fusing them).
 """
 from __future__ import annotations
 
@@ -18,21 +18,14 @@ import argparse
 import collections
 import glob
 import os
-import sys
 import tempfile
 import time
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(BENCH_DIR, ".."))
-sys.path.insert(0, BENCH_DIR)
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-import train_speed as ts  # noqa: E402
-from bench_utils import write_json  # noqa: E402
-from wler_jax import geometry  # noqa: E402
+from bench import common
 
 SKIP = ("ThreadpoolListener", "end: ")
 
@@ -67,19 +60,15 @@ def summarize(xplane_path: str, steps: int, top: int) -> dict:
 
 
 def profile(conv1_impl: str, args) -> dict:
-    ts.CONV1_IMPL = conv1_impl
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
-    rng = np.random.default_rng(0)
-    b, t = args.batch, args.frames
-    batch = jax.device_put({"features": ts.fake_log_mel(rng, (b, t, geometry.N_MELS)),
-                            "num_frames": np.full(b, t, np.int32),
-                            "labels": ts.multi_hot(rng, b), "weight": np.ones(b, np.float32)})
-    spec = ts.make_model("wler", args.width, dtype)
-    state = ts.init_state(spec)
-    step, compile_s, _ = ts.compile_aot(ts.make_model_step(ts.make_model_loss(spec),
-                                                           jax.random.key(1)),
-                                        state, batch, donate_argnums=0)
-    runner = ts.Carry(step, state, batch)
+    batch = jax.device_put(common.feature_batch(np.random.default_rng(0), args.batch,
+                                                args.frames))
+    spec = common.make_model("wler", args.width, dtype, conv1_impl)
+    state = common.init_state(spec)
+    step, compile_s, _ = common.compile_aot(
+        common.make_model_step(common.make_model_loss(spec), jax.random.key(1)), state, batch,
+        donate_argnums=0)
+    runner = common.Carry(step, state, batch)
     jax.block_until_ready(runner())
     t0 = time.perf_counter()
     for _ in range(args.steps):
@@ -115,8 +104,8 @@ def main() -> None:
     args = parser.parse_args()
     device = jax.devices()[0]
     if args.json is None:
-        args.json = os.path.join(BENCH_DIR, "results",
-                                 f"kernel_profile_{ts.device_slug(device.device_kind)}.json")
+        args.json = os.path.join(common.RESULTS_DIR,
+                                 f"kernel_profile_{common.device_slug(device.device_kind)}.json")
     start = time.perf_counter()
     runs = []
     for impl in args.conv1_impl:
@@ -125,10 +114,10 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001 - e.g. the Pallas kernel failing to lower here
             print(f"{impl}: FAILED {type(e).__name__}: {str(e)[:2000]}", flush=True)
             runs.append({"conv1_impl": impl, "error": f"{type(e).__name__}: {str(e)[:4000]}"})
-    write_json({"device": device.device_kind, "platform": device.platform,
-                "jax": jax.__version__, "batch": args.batch, "frames": args.frames,
-                "width": args.width, "dtype": args.dtype, "steps": args.steps, "runs": runs},
-               args.json, time.perf_counter() - start)
+    common.write_json({"device": device.device_kind, "platform": device.platform,
+                       "jax": jax.__version__, "batch": args.batch, "frames": args.frames,
+                       "width": args.width, "dtype": args.dtype, "steps": args.steps,
+                       "runs": runs}, args.json, time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Last-epoch weights vs the best epoch's (chosen on clip validation), on long *validation*
 recordings: does the best-epoch choice cost the real benchmark's long-recording tagging?
 
-  python bench/last_vs_best.py --json=bench/results/last_vs_best_real.json SWEEP.json [...]
+  python -m bench.last_vs_best --json=bench/results/last_vs_best_real.json SWEEP.json [...]
 
-SWEEP.json: `real_mixtures.py` sweep JSONs (their runs' workdirs must exist here). For each run
-the best checkpoint and the `latest` one (the final epoch's train state) score the build's
-`mixtures_val/` in process (`wler_jax.predict.predict_files`); the validation mixtures only, so
-nothing here reads test audio. Writes per-run figures and, per method, the paired
-last - best difference.
+SWEEP.json: `python -m bench.real_mixtures` sweep JSONs (their runs' workdirs must exist here).
+For each run the best checkpoint and the `latest` one (the final epoch's train state) score the
+build's `mixtures_val/` in process (`wler_jax.predict.predict_files`); the validation mixtures
+only, so nothing here reads test audio. Writes per-run figures and, per method, the
+paired last - best difference.
 """
 from __future__ import annotations
 
@@ -16,20 +16,16 @@ import csv
 import dataclasses
 import json
 import os
-import sys
 
 import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from wler_jax import checkpoints, evaluate, predict
 
 
 def last_params(workdir: str):
     """(params, meta) of a workdir's `latest` checkpoint (the last epoch's train state)."""
-    import orbax.checkpoint as ocp
-
-    from wler_jax import checkpoints
-
     ckpt = checkpoints.Checkpointer(workdir)
     try:
         step = ckpt.latest.latest_step()
@@ -44,8 +40,6 @@ def last_params(workdir: str):
 
 def long_val_map(model, build: str) -> float:
     """Tagging mAP of the build's long validation mixtures."""
-    from wler_jax import evaluate, predict
-
     with open(os.path.join(build, "mixtures_val.csv")) as f:
         rows = list(csv.DictReader(f))
     names = list(model.class_names)
@@ -64,13 +58,9 @@ def long_val_map(model, build: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweeps", nargs="+", help="real_mixtures.py sweep JSONs")
+    parser.add_argument("sweeps", nargs="+", help="bench.real_mixtures sweep JSONs")
     parser.add_argument("--json", required=True, help="output JSON")
     args = parser.parse_args()
-    from absl import logging
-
-    from wler_jax import predict
-
     logging.set_verbosity(logging.WARNING)
     runs = []
     for sweep in args.sweeps:
@@ -83,6 +73,7 @@ def main() -> None:
                 model = predict.load_model(workdir)
                 params, meta = last_params(workdir)
                 row = {"sweep": os.path.basename(sweep), "method": r["method"],
+                       "config_file": r.get("config_file"),  # None: a sweep from before it
                        "seed": r["seed"], "fold": r.get("fold"), "best_epoch": r["best_epoch"],
                        "last_epoch": meta["epoch"],
                        "clip_val_best": r["validation_mAP"],

@@ -1,13 +1,14 @@
 """Where a run's harmful false positives on the long *validation* recordings lie: on the
 background, or on another class's event?
 
-  python bench/long_false_positives.py --json=bench/results/long_false_positives.json SWEEP.json [...]
+  python -m bench.long_false_positives --json=bench/results/long_false_positives.json \\
+      SWEEP.json [...]
 
-SWEEP.json: `real_mixtures.py` sweep JSONs (their runs' workdirs must exist here). For each run
-and class, a recording without that class counts as a harmful false positive when its
-recording score (the max over segments) reaches the median score of the recordings that have
-the class: those are the negatives that pull the class's AP down. Its top segment is then
-either on the background (no event overlaps it) or on an event of another class. Reads the
+SWEEP.json: `python -m bench.real_mixtures` sweep JSONs (their runs' workdirs must exist here).
+For each run and class, a recording without that class counts as a harmful false positive when
+its recording score (the max over segments) reaches the median score of the recordings that have
+the class: those are the negatives that pull the class's AP down. Its top segment is then either
+on the background (no event overlaps it) or on an event of another class. Reads the
 `long_val_predictions.json` the sweep wrote and the build's `mixtures_val_events.tsv`; no test
 audio and no test figure.
 """
@@ -17,20 +18,17 @@ import argparse
 import collections
 import json
 import os
-import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
-import real_mixtures  # noqa: E402
+from wler_jax.data.mixtures import read_events_tsv
 
 
 def false_positives(pred_json: str, events_tsv: str) -> dict:
     """{"background", "on_event"} counts, and per-class and per-confusion counts, of one run."""
     with open(pred_json) as f:
         pred = json.load(f)
-    events = real_mixtures.read_events_tsv(events_tsv)
+    events = read_events_tsv(events_tsv)
     per_class, confusions = collections.Counter(), collections.Counter()
     where = {"background": 0, "on_event": 0}
     results = [(r, events.get(os.path.basename(r["file"]), [])) for r in pred["results"]]
@@ -65,6 +63,7 @@ def main() -> None:
             fp = false_positives(os.path.join(run["workdir"], "long_val_predictions.json"),
                                  os.path.join(run["build_dir"], "mixtures_val_events.tsv"))
             runs.append({"source": os.path.basename(path), "method": run["method"],
+                         "config_file": run.get("config_file"),
                          "seed": run["seed"], "fold": run.get("fold"), **fp})
             t = totals.setdefault(run["method"], {"background": 0, "on_event": 0,
                                                   "per_class": collections.Counter()})

@@ -17,7 +17,8 @@ of each bucket; the rest is zeros after recordings' ends. "frames (M)" is all fr
 an epoch (real + padded), i.e. the compute per epoch.
 
 Usage:
-  python bench/padding_waste.py [--frame_budget=10240] [--num_devices=1] [--json=PATH]
+  python -m bench.padding_waste [--frame_budget=10240] [--num_devices=1] [--ratios 1.25 1.5 2]
+      [--lengths_npy=FILE] [--json=PATH]
 """
 from __future__ import annotations
 
@@ -25,15 +26,13 @@ import argparse
 import json
 import math
 import os
-import sys
 
-from absl import logging
 import numpy as np
+from absl import logging
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from wler_jax import geometry  # noqa: E402
-from wler_jax.data import input_pipeline as ip  # noqa: E402
+from bench import common
+from wler_jax import geometry
+from wler_jax.data import input_pipeline as ip
 
 SR = geometry.SAMPLE_RATE
 
@@ -91,8 +90,7 @@ def main():
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.25, 1.5, 2.0])
     parser.add_argument("--lengths_npy", default=None,
                         help="samples per recording (.npy) to use instead of the synthetic shape")
-    parser.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                       "results", "padding_waste.json"))
+    parser.add_argument("--json", default=os.path.join(common.RESULTS_DIR, "padding_waste.json"))
     args = parser.parse_args()
     logging.set_verbosity(logging.WARNING)  # the batcher logs every plan at INFO
 

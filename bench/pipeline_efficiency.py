@@ -1,9 +1,11 @@
 """Does the input pipeline keep up? The full training loop vs the bare step on in-memory batches.
 
-  python bench/pipeline_efficiency.py [--variant=cpu] [--epochs=1] [--set model.dtype=bfloat16]
-      [--synthetic TRAIN,VAL,TEST,MIN_S,MAX_S,MEDIAN_S] [--json PATH]
+  python -m bench.pipeline_efficiency [--variant=cpu] [--method=wler] [--config=FILE[:arg]]
+      [--set model.dtype=bfloat16 ...] [--synthetic TRAIN,VAL,TEST,MIN_S,MAX_S,MEDIAN_S]
+      [--data_dir DIR] [--epoch=1] [--epochs=1] [--build_only] [--json PATH]
 
-Same config, data, batches and jitted step (`configs/wler.py:<variant>`, `--set` overrides):
+Same config, data, batches and jitted step (`configs/<method>.py:<variant>`, or the recipe file
+`--config` with the method and `--variant` as its argument; then `--set` overrides):
 (a) the loop `main` runs, epoch by epoch (grain reading + padding in threads, a fresh pipeline
 per epoch, `prefetch_to_device`, the train step), (b) the same batches already on the device,
 steps only. Every batch shape is compiled first (a warm-up epoch), so neither side pays for
@@ -20,45 +22,35 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH_DIR = os.path.join(REPO, "bench")
-sys.path.insert(0, REPO)
-sys.path.insert(0, BENCH_DIR)
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-
-def _parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+from bench import common
+from wler_jax.configs.common import apply_override, base_config
+from wler_jax.data import input_pipeline as ip
+from wler_jax.data import splits
+from wler_jax.data.datasets import registry, synthetic_audio
+from wler_jax.training import steps, train
 
 
 def apply_overrides(config, pairs: list[str]) -> None:
     """`a.b=v` strings onto a ConfigDict (existing fields only: a typo fails loudly)."""
     for pair in pairs:
-        key, _, value = pair.partition("=")
-        *path, leaf = key.split(".")
-        node = config
-        for part in path:
-            node = node[part]
-        if leaf not in node:
-            raise KeyError(f"--set {pair}: no config field {key!r}")
-        node[leaf] = type(node[leaf])(_parse_value(value)) if node[leaf] is not None else value
+        try:
+            apply_override(config, pair)
+        except KeyError:
+            raise KeyError(f"--set {pair}: no config field {pair.partition('=')[0]!r}") from None
 
 
 def load_sources(config, synthetic: str | None):
     """(sources, class_names): `splits.load(config)`, or a synthetic set of a custom size."""
-    from wler_jax.data import splits
-
     if not synthetic:
         sources, class_names, _ = splits.load(config)
         return sources, class_names
-    from wler_jax.data.datasets import registry, synthetic_audio
 
     counts = [float(v) for v in synthetic.split(",")]
     if len(counts) != 6:
@@ -74,8 +66,12 @@ def load_sources(config, synthetic: str | None):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="cpu")
+    parser.add_argument("--variant", default=None,
+                        help="config variant (default cpu; with --config: the file's own)")
     parser.add_argument("--method", default="wler", choices=("wler", "slat"))
+    parser.add_argument("--config", default=None, metavar="FILE[:arg]",
+                        help="a recipe file (configs/experiments/*.py) instead of "
+                             "configs/<method>.py, e.g. configs/experiments/gpu_full_bf16.py")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--synthetic", default=None, metavar="TRAIN,VAL,TEST,MIN,MAX,MEDIAN",
                         help="build and use a synthetic set of this size")
@@ -88,19 +84,14 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from wler_jax.data import input_pipeline as ip
-    from wler_jax.training import steps
-    from wler_jax.training import train
-    from wler_jax.configs.common import base_config
-    from bench_utils import write_json
-    from train_speed import analytic_flops, jax_matmul
-
     t_start = time.perf_counter()
-    config = base_config(args.method, args.variant)
+    if args.config:
+        config, config_file = common.load_recipe(args.config, args.method, args.variant)
+    else:
+        args.variant = args.variant or "cpu"
+        config = base_config(args.method, args.variant)
+        config_file = f"configs/{args.method}.py:{args.variant}"
+    variant = args.variant or {"gpu": "full"}.get(config.data.size, config.data.size)
     apply_overrides(config, args.set)
     if args.data_dir:
         config.data.data_dir = args.data_dir
@@ -150,15 +141,16 @@ def main() -> None:
     # N_W's analytic train FLOPs of every real recording (SLAT windows: the same network cost
     # per frame, so the N_W count at the same frames is used as an estimate there).
     useful_flop = args.epochs * scales * sum(
-        analytic_flops("wler", int(f), config.model.width, len(class_names))["train"]
+        common.analytic_flops("wler", int(f), config.model.width, len(class_names))["train"]
         for b in host for f in b["num_frames"][b["weight"] > 0])
     n_full, t_full = run(pipeline() for _ in range(args.epochs))
     n_bare, t_bare = run(in_memory for _ in range(args.epochs))
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
     on_cpu = jax.devices()[0].platform == "cpu"
-    peak = jax_matmul(2048 if on_cpu else 8192, dtype, 10)["gflops"] * 1e9
+    peak = common.jax_matmul(2048 if on_cpu else 8192, dtype, 10)["gflops"] * 1e9
     result = {"device": jax.devices()[0].device_kind, "devices": jax.device_count(),
-              "variant": args.variant, "method": args.method, "overrides": args.set,
+              "variant": variant, "method": args.method, "overrides": args.set,
+              "config_file": config_file,
               "synthetic": args.synthetic, "dtype": config.model.dtype,
               "width": config.model.width, "frame_budget": config.input.frame_budget,
               "num_threads": config.input.num_threads,
@@ -188,10 +180,10 @@ def main() -> None:
     print(f"input-pipeline efficiency: {100 * t_bare / t_full:.1f} % of the bare step rate "
           f"(matmul peak {peak / 1e12:.1f} TFLOP/s, {config.model.dtype})")
     slug = result["device"].replace(" ", "_")
-    tag = "_".join([args.variant] + ([config.model.dtype] if config.model.dtype != "float32"
-                                     else []) + (["synthetic"] if args.synthetic else []))
-    out = args.json or os.path.join(BENCH_DIR, "results", f"pipeline_efficiency_{slug}_{tag}.json")
-    write_json(result, out, time.perf_counter() - t_start)
+    tag = "_".join([variant] + ([config.model.dtype] if config.model.dtype != "float32" else [])
+                   + (["synthetic"] if args.synthetic else []))
+    out = args.json or os.path.join(common.RESULTS_DIR, f"pipeline_efficiency_{slug}_{tag}.json")
+    common.write_json(result, out, time.perf_counter() - t_start)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,17 @@
 """Run every benchmark on the present device and print one summary table.
 
-  python bench/run_all.py [--quick] [--only NAME ...] [--skip NAME ...]
-      [--extra NAME:ARG ...] [--timeout SECONDS] [--json PATH]
+  python -m bench.run_all [--quick] [--only NAME ...] [--skip NAME ...]
+      [--extra NAME:ARG ...] [--timeout SECONDS] [--results_dir DIR] [--json PATH]
 
-Runs, each in its own subprocess (so each gets the device to itself), with `--quick` passed on
-to those that have it:
+Runs, each as `python -m bench.<name>` in its own subprocess (so each gets the device to
+itself), with `--quick` passed on to those that have it:
 
-  train_speed      bench/train_speed.py      training step time: audio-s/s, FLOP/s against the
-                                             device's matmul rate, speed-up vs PyTorch (when
-                                             torch is installed)
-  inference_speed  bench/inference_speed.py  predict_fn / CLI-engine throughput, peak memory
-  fcn_speed        bench/fcn_speed.py        one N_W pass vs N_S per window; JAX log-mel vs
-                                             librosa
-  padding_waste    bench/padding_waste.py    length bucketing vs padding to the longest
+  train_speed          training step time: audio-s/s, FLOP/s against the device's matmul rate,
+                       speed-up vs PyTorch (when torch is installed)
+  inference_speed      predict_fn / CLI-engine throughput, peak memory
+  fcn_speed            one N_W pass vs N_S per window; JAX log-mel vs librosa
+  padding_waste        length bucketing vs padding to the longest
+  pipeline_efficiency  the full training loop vs the bare step (input pipeline)
 
 Each writes its own JSON (passed as `--json bench/results/<name>_<device>[_quick].json`;
 padding_waste, which does not depend on the device, `padding_waste.json`); this script reads
@@ -32,52 +31,41 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
 import time
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-RESULTS_DIR = os.path.join(BENCH, "results")
+from bench import common
+
 SECONDS_PER_FRAME = 512 / 44100
-# name -> (script, takes --quick, JSON named by device)
+# name (the module bench.<name>) -> (takes --quick, JSON named by device)
 BENCHMARKS = {
-    "train_speed": ("train_speed.py", True, True),
-    "inference_speed": ("inference_speed.py", True, True),
-    "fcn_speed": ("fcn_speed.py", True, True),
-    "padding_waste": ("padding_waste.py", False, False),
-    "pipeline_efficiency": ("pipeline_efficiency.py", False, True),
+    "train_speed": (True, True),
+    "inference_speed": (True, True),
+    "fcn_speed": (True, True),
+    "padding_waste": (False, False),
+    "pipeline_efficiency": (False, True),
 }
 PROBE = ("import json, jax; d = jax.devices()[0]; print('DEVICE ' + json.dumps({'platform': "
          "d.platform, 'device_kind': d.device_kind, 'device_count': jax.device_count()}))")
 
 
-def device_slug(kind: str) -> str:
-    """The file-name form of a device kind, as bench/train_speed.py and fcn_speed.py write it."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", kind).strip("_") or "device"
-
-
 def probe_device() -> dict:
     """The default JAX device, asked in a subprocess: this process never holds the device."""
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                         check=True, env=_env()).stdout
+                         check=True, env=common.repo_env()).stdout
     line = [ln for ln in out.splitlines() if ln.startswith("DEVICE ")][-1]
     return json.loads(line.split(" ", 1)[1])
-
-
-def _env() -> dict:
-    repo = os.path.dirname(BENCH)
-    path = [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def run_benchmark(name: str, json_path: str, quick: bool, extra: list[str],
                   timeout: float | None) -> dict:
     """Runs one benchmark (its output goes to this process's stdout) and returns its status."""
-    script, has_quick, _ = BENCHMARKS[name]
-    command = [sys.executable, os.path.join(BENCH, script), *(["--quick"] if quick and has_quick
-                                                              else []),
+    has_quick, _ = BENCHMARKS[name]
+    json_path = os.path.abspath(json_path)
+    command = [sys.executable, "-m", f"bench.{name}", *(["--quick"] if quick and has_quick
+                                                         else []),
                "--json", json_path, *extra]
     shown = shlex.join(["python"] + [os.path.relpath(a) if os.path.isabs(a) else a
                                       for a in command[1:]])
@@ -87,7 +75,7 @@ def run_benchmark(name: str, json_path: str, quick: bool, extra: list[str],
     start = time.perf_counter()
     status = {"command": shown, "json": json_path}
     try:
-        proc = subprocess.run(command, env=_env(), timeout=timeout)
+        proc = subprocess.run(command, env=common.repo_env(), timeout=timeout)
         status["returncode"] = proc.returncode
     except subprocess.TimeoutExpired:
         status["returncode"] = None
@@ -265,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                              "train_speed:--dtype=bfloat16 (repeatable)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds allowed to each benchmark (default: no limit)")
-    parser.add_argument("--results_dir", default=RESULTS_DIR,
+    parser.add_argument("--results_dir", default=common.RESULTS_DIR,
                         help="where the JSON files go (default bench/results)")
     parser.add_argument("--json", default=None,
                         help="summary path (default <results_dir>/all_<device>[_quick].json)")
@@ -279,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in (args.only or BENCHMARKS) if n not in args.skip]
 
     device = probe_device()
-    slug = "cpu" if device["platform"] == "cpu" else device_slug(device["device_kind"])
+    slug = "cpu" if device["platform"] == "cpu" else common.device_slug(device["device_kind"])
     suffix = "_quick" if args.quick else ""
     print(f"device: {device['device_kind']} ({device['platform']}, {device['device_count']} "
           f"device(s)); benchmarks: {', '.join(names)}{' [quick]' if args.quick else ''}",
@@ -288,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     statuses, results = {}, {}
     start = time.perf_counter()
     for name in names:
-        by_device = BENCHMARKS[name][2]
+        by_device = BENCHMARKS[name][1]
         path = os.path.join(args.results_dir,
                             f"{name}_{slug}{suffix}.json" if by_device else f"{name}.json")
         statuses[name] = run_benchmark(name, path, args.quick, extra[name], args.timeout)

@@ -1,7 +1,7 @@
 """PyTorch twins of N_W (WLER) and N_S (SLAT), their loss and Adagrad step, for bench/ only.
 
 The same networks as `wler_jax.model.networks`, written the plain PyTorch way (NCHW, eager), so that
-`bench/train_speed.py` can time the project's JAX train step against a PyTorch implementation
+`python -m bench.train_speed` can time the project's JAX train step against a PyTorch implementation
 of the identical network and loss in the same process. Layout NCHW with H = time, W = mel: the
 Flax NHWC kernels (HWIO) map onto PyTorch's OIHW with the same spatial orientation.
 
@@ -18,27 +18,29 @@ Optimiser: `torch.optim.Adagrad(lr, eps=1e-6, initial_accumulator_value=0)`. PyT
 project's) adds it inside (g / sqrt(sum g^2 + eps)): the updates differ numerically for small
 gradients, the cost is the same.
 
+`TorchSide` is train_speed's PyTorch half: the twins timed on its batches, PyTorch's matmul rate
+and a forward check against the JAX networks with the same weights.
+
 torch is a bench-only optional extra (`pip install -e .[bench]`); nothing in wler_jax or the
-tests imports this module.
+tests imports this module (train_speed imports it only when torch is there).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import sys
 from typing import Callable
 
+import jax
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from wler_jax.features import FLOOR_DB  # noqa: E402
-from wler_jax.geometry import SEGMENT_FRAMES, SEGMENT_HOP  # noqa: E402
-from wler_jax.model.networks import HEAD_SIZE, PAPER_FILTERS, PAPER_HIDDEN, scaled  # noqa: E402
+from bench import common
+from wler_jax import geometry
+from wler_jax.features import FLOOR_DB
+from wler_jax.geometry import SEGMENT_FRAMES, SEGMENT_HOP
+from wler_jax.model.networks import HEAD_SIZE, PAPER_FILTERS, PAPER_HIDDEN, scaled
 
 
 def prepare_input(features: torch.Tensor, num_frames: torch.Tensor):
@@ -213,3 +215,127 @@ def make_infer_fn(model: nn.Module, device: torch.device,
         return clip
 
     return infer
+
+
+class TorchSide:
+    """The PyTorch half of `python -m bench.train_speed`: the twins timed on the same batches,
+    their matmul rate, and a forward check against the JAX networks with the same weights."""
+
+    available, error = True, None
+
+    def __init__(self, args):
+        torch.set_num_threads(args.torch_threads)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if args.fp32_precision != "default":
+            tf32 = args.fp32_precision == "tf32"
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        self.amp = torch.bfloat16 if args.dtype == "bfloat16" else None
+        torch.manual_seed(args.seed)
+
+    def info(self) -> dict:
+        info = {"torch_version": torch.__version__, "torch_device": self.device.type,
+                "torch_threads": torch.get_num_threads(),
+                "torch_interop_threads": torch.get_num_interop_threads(),
+                "torch_autocast": None if self.amp is None else "bfloat16"}
+        if self.device.type == "cuda":
+            info.update({"torch_device_name": torch.cuda.get_device_name(self.device),
+                         "torch_cudnn_version": torch.backends.cudnn.version(),
+                         "torch_cudnn_benchmark": torch.backends.cudnn.benchmark,
+                         "torch_cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                         "torch_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32})
+        return info
+
+    def tensors(self, batch_np: dict) -> dict:
+        out = {}
+        for k, v in batch_np.items():
+            arr = np.asarray(v)
+            arr = arr.astype(np.int32) if arr.dtype.kind in "iu" else arr.astype(np.float32)
+            out[k] = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        return out
+
+    def sync(self, _=None):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def model(self, kind: str, width: float, params_np: dict):
+        cls = WLERTorch if kind == "wler" else SegmentNetTorch
+        model = cls(common.NUM_CLASSES, width=width).to(self.device)
+        load_flax_params(model, params_np)
+        return model
+
+    def train_case(self, kind: str, batch_np: dict, params_np: dict, args) -> dict:
+        model = self.model(kind, args.width, params_np).train()
+        opt = make_optimizer(model, common.LEARNING_RATE)
+        batch = self.tensors(batch_np)
+        fns = make_step_fns(model, opt, loss_fn, self.device, self.amp)
+        out = {"step": common.time_calls(lambda: fns["step"](batch), args.reps, self.sync)}
+        if args.breakdown:
+            out["forward"] = common.time_calls(lambda: fns["forward"](batch), args.reps,
+                                               self.sync)
+            out["forward_backward"] = common.time_calls(
+                lambda: fns["forward_backward"](batch), args.reps, self.sync)
+        out["final_loss"] = float(fns["forward"](batch).detach())
+        if args.torch_compile:
+            out["compile"] = self._compiled(kind, batch, params_np, args)
+        return out
+
+    def _compiled(self, kind, batch, params_np, args) -> dict:
+        """Optional torch.compile of forward + loss (a failure is recorded, not raised)."""
+        try:
+            model = self.model(kind, args.width, params_np).train()
+            opt = make_optimizer(model, common.LEARNING_RATE)
+            forward = torch.compile(loss_fn)
+            fns = make_step_fns(model, opt, forward, self.device, self.amp)
+            return {"step": common.time_calls(lambda: fns["step"](batch), args.reps, self.sync)}
+        except Exception as e:  # noqa: BLE001 - optional, recorded
+            return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+
+    def infer_case(self, batch_np: dict, params_np: dict, args) -> dict:
+        model = self.model("wler", args.width, params_np).eval()
+        batch = self.tensors(batch_np)
+        fn = make_infer_fn(model, self.device, self.amp)
+        return {"step": common.time_calls(lambda: fn(batch), args.reps, self.sync)}
+
+    def matmul(self, n: int, reps: int) -> dict:
+        dtype = torch.bfloat16 if self.amp is not None else torch.float32
+        a = torch.randn(n, n, device=self.device).to(dtype)
+        b = torch.randn(n, n, device=self.device).to(dtype)
+
+        def mm():
+            c = a @ b
+            self.sync()
+            return c
+
+        timing = common.time_calls(mm, max(reps, 10), lambda _: None)
+        return {"n": n, "gflops": 2.0 * n ** 3 / timing["median"] / 1e9, **timing}
+
+    def check(self, width: float, dtype, seed: int) -> dict:
+        """Eval-mode forward of both twins with the same weights on small inputs: max |diff|."""
+        rng = np.random.default_rng(seed + 7)
+        out = {}
+        wler = common.make_model("wler", width, dtype)
+        params = jax.tree.map(np.asarray, common.init_state(wler, seed).params)
+        feats = common.fake_log_mel(rng, (2, 256, geometry.N_MELS))
+        nf = np.array([256, 200], np.int32)
+        ours = np.asarray(jax.jit(lambda p, f, n: wler.segment_logits(p, f, n)[0])(
+            params, feats, nf))
+        tm = self.model("wler", width, params).eval()
+        with torch.inference_mode(), autocast(self.device, self.amp):
+            _, theirs = tm(self.tensors({"f": feats})["f"], self.tensors({"n": nf})["n"])
+        mask = np.asarray(geometry.segment_mask(nf, 256))
+        diff = np.abs(ours - theirs.float().cpu().numpy())[mask]
+        out["wler_segment_logits_max_abs_diff"] = float(diff.max())
+        out["wler_max_abs_logit"] = float(np.abs(ours[mask]).max())
+        ns = common.make_model("slat", width, dtype)
+        params = jax.tree.map(np.asarray, common.init_state(ns, seed).params)
+        wins = common.fake_log_mel(rng, (4, geometry.SEGMENT_FRAMES, geometry.N_MELS))
+        ours = np.asarray(jax.jit(lambda p, w: ns.module().apply({"params": p}, w))(params, wins))
+        tm = self.model("slat", width, params).eval()
+        with torch.inference_mode(), autocast(self.device, self.amp):
+            theirs = tm(self.tensors({"w": wins})["w"]).float().cpu().numpy()
+        out["slat_logits_max_abs_diff"] = float(np.abs(ours - theirs).max())
+        out["slat_max_abs_logit"] = float(np.abs(ours).max())
+        return out

@@ -2,7 +2,7 @@
 
 Times, in one process on one device:
   * "model step" cases, on precomputed features, against a PyTorch implementation of the
-    identical network, loss and optimiser (`bench/torch_reference.py`, NCHW, eager):
+    identical network, loss and optimiser (`bench.torch_reference`, NCHW, eager):
       - train_B{B}_T{T}: N_W (`networks.WLER`) on B feature maps of T frames (default 8 x 1280),
         BCE (`steps.feature_loss`, Eq. 2) weighted over examples, Adagrad(1e-3) from
         `steps.make_optimizer`, one `TrainState.apply_gradients`; dropout rng folded with the
@@ -73,7 +73,7 @@ torch is an optional bench-only extra (`pip install -e .[bench]`): without it (o
 `--no_torch`) only the JAX columns are filled and the torch fields are null.
 
 Usage:
-  python bench/train_speed.py [--reps N] [--width W] [--dtype float32|bfloat16] [--quick]
+  python -m bench.train_speed [--reps N] [--width W] [--dtype float32|bfloat16] [--quick]
       [--fp32_precision default|tf32|highest] [--no_torch] [--torch_threads N]
       [--torch_compile] [--no_breakdown] [--cases ...] [--json PATH]
 
@@ -87,114 +87,31 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
-import re
-import statistics
-import sys
 import time
 import traceback
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.5")  # leave room for PyTorch on a GPU
 
-import numpy as np  # noqa: E402
-
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(BENCH_DIR, ".."))
-sys.path.insert(0, BENCH_DIR)  # torch_reference
-
+import flax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from bench import common  # noqa: E402
 from wler_jax import features as features_lib  # noqa: E402
 from wler_jax import geometry  # noqa: E402
+from wler_jax.data import input_pipeline  # noqa: E402
+from wler_jax.model import networks  # noqa: E402
+from wler_jax.model.spec import CONV1_IMPLS  # noqa: E402
 from wler_jax.training import steps  # noqa: E402
-from wler_jax.data import input_pipeline
-from wler_jax.model import networks
-from wler_jax.model.spec import CONV1_IMPLS, ModelSpec, OPS, resolve_conv1, resolve_ops
-from bench_utils import write_json  # noqa: E402
 
-RESULTS_DIR = os.path.join(BENCH_DIR, "results")
-NUM_CLASSES = 10
-LEARNING_RATE = 1e-3
-
-
-# --------------------------------------------------------------------------- timing helpers
-
-def time_calls(fn, reps: int, sync=jax.block_until_ready) -> dict:
-    """Median wall time of `fn()` over `reps` calls after one warm-up call (excluded)."""
-    start = time.perf_counter()
-    sync(fn())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        sync(fn())
-        times.append(time.perf_counter() - start)
-    return {"median": statistics.median(times), "times": times, "first_call": first}
-
-
-def compile_aot(fn, *args, donate_argnums=()):
-    """jit + lower + compile once: (compiled, seconds, XLA GFLOP or None)."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
-    seconds = time.perf_counter() - start
-    gflop = None
-    try:
-        cost = compiled.cost_analysis()
-        if isinstance(cost, (list, tuple)):
-            cost = cost[0] if cost else None
-        if cost and "flops" in cost:
-            gflop = float(cost["flops"]) / 1e9
-    except Exception:  # noqa: BLE001 - cost analysis is optional information
-        pass
-    return compiled, seconds, gflop
-
-
-# ------------------------------------------------------------------------------ FLOP counts
-
-def conv_stack_layer_flops(frames: int, width: float) -> list[float]:
-    """Forward FLOPs of each 3x3 SAME conv of the stack on one [frames, 128] input."""
-    chans = [1] + [networks.scaled(f, width) for f in networks.PAPER_FILTERS]
-    t, m, out = frames, geometry.N_MELS, []
-    for cin, cout in zip(chans[:-1], chans[1:]):
-        out.append(2.0 * 3 * 3 * cin * cout * t * m)
-        t, m = t // 2, m // 2
-    return out
-
-
-def analytic_flops(kind: str, frames: int, width: float, num_classes: int = NUM_CLASSES) -> dict:
-    """Analytic FLOPs of one example: {"forward", "train"} (see the module docstring)."""
-    c5 = networks.scaled(networks.PAPER_FILTERS[-1], width)
-    hidden = networks.scaled(networks.PAPER_HIDDEN, width)
-    h = networks.HEAD_SIZE
-    if kind == "wler":
-        frames = geometry.padded_frames(frames)
-        convs = conv_stack_layer_flops(frames, width)
-        segments = frames // 32 - (h - 1)
-        head = [2.0 * h * h * c5 * hidden * segments, 2.0 * hidden * num_classes * segments]
-    else:  # N_S on one 128 x 128 window
-        convs = conv_stack_layer_flops(geometry.SEGMENT_FRAMES, width)
-        head = [2.0 * h * h * c5 * hidden, 2.0 * hidden * num_classes]
-    layers = convs + head
-    forward = sum(layers)
-    return {"forward": forward, "train": forward + forward + (forward - layers[0])}
+CASES = ("train", "train_slat", "infer", "full", "full_slat")
 
 
 # --------------------------------------------------------------------------------- inputs
-
-def fake_log_mel(rng: np.random.Generator, shape) -> np.ndarray:
-    """Log-mel-like values in dB (about -100 .. 0), float32."""
-    return np.clip(rng.normal(-45.0, 18.0, size=shape), -100.0, 0.0).astype(np.float32)
-
-
-def multi_hot(rng: np.random.Generator, n: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    labels = (rng.random((n, num_classes)) < 0.2).astype(np.float32)
-    labels[np.arange(n), rng.integers(0, num_classes, n)] = 1.0
-    return labels
-
 
 def waveform_batch(rng: np.random.Generator, recordings: int, frames: int) -> dict:
     """A real pipeline batch (`input_pipeline.collate`) of `recordings` whole recordings of
@@ -204,301 +121,110 @@ def waveform_batch(rng: np.random.Generator, recordings: int, frames: int) -> di
     source = []
     for i in range(recordings):
         x = 0.05 * rng.standard_normal(n) + 0.2 * np.sin(2 * np.pi * (220.0 * (i + 1)) * t)
-        labels = np.flatnonzero(multi_hot(rng, 1)[0]).tolist()
+        labels = np.flatnonzero(common.multi_hot(rng, 1)[0]).tolist()
         audio = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)  # the stored format
         source.append({"audio": audio, "labels": labels,
                        "id": f"rec{i}"})
-    batch = input_pipeline.collate(source, frames, np.arange(recordings), num_classes=NUM_CLASSES)
+    batch = input_pipeline.collate(source, frames, np.arange(recordings),
+                                   num_classes=common.NUM_CLASSES)
     assert int(batch["num_frames"][0]) == frames, batch["num_frames"]
     return batch
 
 
 # ------------------------------------------------------------------------------ JAX side
 
-CONV1_IMPL = "plain"  # --conv1_impl: the config field model.conv1_impl
-
-
-def make_model(kind: str, width: float, dtype) -> ModelSpec:
-    """N_W ("wler") or N_S ("slat") as training builds it: a `ModelSpec`, ops for this process's
-    devices (`resolve_ops("auto")`, `resolve_conv1(CONV1_IMPL)`), dropout 0.5."""
-    conv_impl, pool_impl = OPS[resolve_ops("auto")]
-    return ModelSpec(kind, NUM_CLASSES, width, dtype=jnp.dtype(dtype).name,
-                            conv_impl=conv_impl, pool_impl=pool_impl,
-                            conv1_impl=resolve_conv1(CONV1_IMPL))
-
-
-def init_state(spec: ModelSpec, seed: int = 0):
-    """Float32 params (`spec.init`, as training) in a TrainState."""
-    params = jax.jit(spec.init)(jax.random.key(seed))
-    tx = steps.make_optimizer("adagrad", LEARNING_RATE)
-    return steps.TrainState.create(apply_fn=None, params=params, tx=tx)
-
-
-def make_model_loss(spec: ModelSpec):
-    """loss(params, batch, rng) on precomputed features: `steps.feature_loss`, the training loss
-    minus the log-mel (SLAT: each 128-frame feature map is one window)."""
-
-    def loss_fn(params, batch, rng):
-        value, _ = steps.feature_loss(spec, params, batch["features"], batch["num_frames"],
-                                      batch["labels"], batch["weight"], rng,
-                                      slat_hop=geometry.SEGMENT_FRAMES)
-        return value
-
-    return loss_fn
-
-
-def make_model_step(loss_fn, base_rng):
-    """(state, batch) -> (state, metrics), the shape of `steps.make_train_step`'s step."""
-
-    def train_step(state, batch):
-        rng = jax.random.fold_in(base_rng, state.step)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, rng)
-        state = state.apply_gradients(grads=grads)
-        return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
-
-    return train_step
-
-
-class Carry:
-    """Runs a donated (state, batch) -> (state, metrics) step, keeping the new state."""
-
-    def __init__(self, step, state, batch):
-        self.step, self.state, self.batch = step, state, batch
-
-    def __call__(self):
-        self.state, metrics = self.step(self.state, self.batch)
-        return metrics
-
 
 def jax_train_case(kind: str, batch_np: dict, args, dtype, base_rng) -> dict:
     """Model step (+ breakdown) of N_W or N_S on precomputed features."""
-    model = make_model(kind, args.width, dtype)
-    state = init_state(model, args.seed)
+    model = common.make_model(kind, args.width, dtype, args.conv1_impl)
+    state = common.init_state(model, args.seed)
     params_np = jax.tree.map(np.asarray, state.params)  # for the PyTorch twin (same init)
     batch = jax.device_put(batch_np)
-    loss_fn = make_model_loss(model)
-    step, compile_s, xla_gflop = compile_aot(make_model_step(loss_fn, base_rng), state, batch,
-                                             donate_argnums=0)
+    loss_fn = common.make_model_loss(model)
+    step, compile_s, xla_gflop = common.compile_aot(common.make_model_step(loss_fn, base_rng),
+                                                    state, batch, donate_argnums=0)
     out = {"params_np": params_np, "compile_s": compile_s, "xla_gflop": xla_gflop,
            "num_params": networks.num_params(state.params)}
-    runner = Carry(step, state, batch)
-    out["step"] = time_calls(runner, args.reps)
+    runner = common.Carry(step, state, batch)
+    out["step"] = common.time_calls(runner, args.reps)
     out["final_loss"] = float(runner()["loss"])
     if args.breakdown:
         rng = jax.random.fold_in(base_rng, 0)
         params = runner.state.params
-        fwd, _, fwd_gflop = compile_aot(loss_fn, params, batch, rng)
-        vg, _, vg_gflop = compile_aot(jax.value_and_grad(loss_fn), params, batch, rng)
-        out["forward"] = time_calls(lambda: fwd(params, batch, rng), args.reps)
-        out["forward_backward"] = time_calls(lambda: vg(params, batch, rng), args.reps)
+        fwd, _, fwd_gflop = common.compile_aot(loss_fn, params, batch, rng)
+        vg, _, vg_gflop = common.compile_aot(jax.value_and_grad(loss_fn), params, batch, rng)
+        out["forward"] = common.time_calls(lambda: fwd(params, batch, rng), args.reps)
+        out["forward_backward"] = common.time_calls(lambda: vg(params, batch, rng), args.reps)
         out["xla_gflop_forward"], out["xla_gflop_forward_backward"] = fwd_gflop, vg_gflop
     del runner
     return out
 
 
 def jax_infer_case(batch_np: dict, args, dtype) -> dict:
-    model = make_model("wler", args.width, dtype)
-    state = init_state(model, args.seed)
+    model = common.make_model("wler", args.width, dtype, args.conv1_impl)
+    state = common.init_state(model, args.seed)
     params = state.params
     batch = jax.device_put(batch_np)
-    fn, compile_s, xla_gflop = compile_aot(
+    fn, compile_s, xla_gflop = common.compile_aot(
         lambda p, f, n: model.module().apply({"params": p}, f, n)[0], params, batch["features"],
         batch["num_frames"])
-    timing = time_calls(lambda: fn(params, batch["features"], batch["num_frames"]), args.reps)
+    timing = common.time_calls(lambda: fn(params, batch["features"], batch["num_frames"]),
+                               args.reps)
     return {"params_np": jax.tree.map(np.asarray, params), "compile_s": compile_s,
             "xla_gflop": xla_gflop, "step": timing}
 
 
 def jax_full_case(kind: str, batch_np: dict, args, dtype, base_rng) -> dict:
     """The real `steps.make_train_step` on a waveform batch (log-mel on the device)."""
-    model = make_model(kind, args.width, dtype)
-    state = init_state(model, args.seed)
+    model = common.make_model(kind, args.width, dtype, args.conv1_impl)
+    state = common.init_state(model, args.seed)
     batch = jax.device_put(batch_np)
     step_fn = steps.make_train_step(model, slat_hop=geometry.SEGMENT_FRAMES, base_rng=base_rng)
-    step, compile_s, xla_gflop = compile_aot(step_fn, state, batch, donate_argnums=0)
-    runner = Carry(step, state, batch)
-    out = {"compile_s": compile_s, "xla_gflop": xla_gflop, "step": time_calls(runner, args.reps)}
+    step, compile_s, xla_gflop = common.compile_aot(step_fn, state, batch, donate_argnums=0)
+    runner = common.Carry(step, state, batch)
+    out = {"compile_s": compile_s, "xla_gflop": xla_gflop,
+           "step": common.time_calls(runner, args.reps)}
     metrics = runner()
     out["final_loss"] = float(metrics["loss"])
     out["examples"] = float(metrics["examples"])
-    logmel, _, logmel_gflop = compile_aot(
+    logmel, _, logmel_gflop = common.compile_aot(
         lambda a, n: features_lib.multi_scale_log_mel(a, n)[0], batch["audio"],
         batch["num_samples"])
-    out["logmel"] = time_calls(lambda: logmel(batch["audio"], batch["num_samples"]), args.reps)
+    out["logmel"] = common.time_calls(lambda: logmel(batch["audio"], batch["num_samples"]),
+                                      args.reps)
     out["xla_gflop_logmel"] = logmel_gflop
     del runner
     return out
 
 
-def jax_matmul(n: int, dtype, reps: int) -> dict:
-    key1, key2 = jax.random.split(jax.random.key(0))
-    a = jax.random.normal(key1, (n, n), jnp.float32).astype(dtype)
-    b = jax.random.normal(key2, (n, n), jnp.float32).astype(dtype)
-    fn = jax.jit(jnp.dot)
-    timing = time_calls(lambda: fn(a, b), max(reps, 10))
-    return {"n": n, "dtype": str(jnp.dtype(dtype)), "gflops": 2.0 * n ** 3 / timing["median"] / 1e9,
-            **timing}
-
-
 # ---------------------------------------------------------------------------- PyTorch side
 
-class TorchSide:
-    """The PyTorch half of the bench (None-safe: `available` False without torch)."""
 
-    def __init__(self, args):
-        self.error = None
-        self.available = False
-        if args.no_torch:
-            self.error = "--no_torch"
-            return
-        try:
-            import torch
+class NoTorch:
+    """Stands in for `bench.torch_reference.TorchSide` without torch (or with --no_torch)."""
 
-            import torch_reference
-        except ImportError as e:
-            self.error = f"torch not importable: {e}"
-            return
-        self.torch, self.ref = torch, torch_reference
-        self.available = True
-        torch.set_num_threads(args.torch_threads)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        if args.fp32_precision != "default":
-            tf32 = args.fp32_precision == "tf32"
-            torch.backends.cudnn.allow_tf32 = tf32
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-        self.amp = torch.bfloat16 if args.dtype == "bfloat16" else None
-        torch.manual_seed(args.seed)
+    available = False
+
+    def __init__(self, error: str):
+        self.error = error
 
     def info(self) -> dict:
-        if not self.available:
-            return {"torch_version": None, "torch_device": None, "torch_threads": None,
-                    "torch_error": self.error}
-        t = self.torch
-        info = {"torch_version": t.__version__, "torch_device": self.device.type,
-                "torch_threads": t.get_num_threads(),
-                "torch_interop_threads": t.get_num_interop_threads(),
-                "torch_autocast": None if self.amp is None else "bfloat16"}
-        if self.device.type == "cuda":
-            info.update({"torch_device_name": t.cuda.get_device_name(self.device),
-                         "torch_cudnn_version": t.backends.cudnn.version(),
-                         "torch_cudnn_benchmark": t.backends.cudnn.benchmark,
-                         "torch_cudnn_allow_tf32": t.backends.cudnn.allow_tf32,
-                         "torch_matmul_allow_tf32": t.backends.cuda.matmul.allow_tf32})
-        return info
+        return {"torch_version": None, "torch_device": None, "torch_threads": None,
+                "torch_error": self.error}
 
-    def tensors(self, batch_np: dict) -> dict:
-        t = self.torch
-        out = {}
-        for k, v in batch_np.items():
-            arr = np.asarray(v)
-            arr = arr.astype(np.int32) if arr.dtype.kind in "iu" else arr.astype(np.float32)
-            out[k] = t.from_numpy(np.ascontiguousarray(arr)).to(self.device)
-        return out
 
-    def sync(self, _=None):
-        if self.device.type == "cuda":
-            self.torch.cuda.synchronize(self.device)
-
-    def model(self, kind: str, width: float, params_np: dict):
-        cls = self.ref.WLERTorch if kind == "wler" else self.ref.SegmentNetTorch
-        model = cls(NUM_CLASSES, width=width).to(self.device)
-        self.ref.load_flax_params(model, params_np)
-        return model
-
-    def train_case(self, kind: str, batch_np: dict, params_np: dict, args) -> dict:
-        model = self.model(kind, args.width, params_np).train()
-        opt = self.ref.make_optimizer(model, LEARNING_RATE)
-        batch = self.tensors(batch_np)
-        fns = self.ref.make_step_fns(model, opt, self.ref.loss_fn, self.device, self.amp)
-        out = {"step": time_calls(lambda: fns["step"](batch), args.reps, self.sync)}
-        if args.breakdown:
-            out["forward"] = time_calls(lambda: fns["forward"](batch), args.reps, self.sync)
-            out["forward_backward"] = time_calls(lambda: fns["forward_backward"](batch),
-                                                 args.reps, self.sync)
-        out["final_loss"] = float(fns["forward"](batch).detach())
-        if args.torch_compile:
-            out["compile"] = self._compiled(kind, batch, params_np, args)
-        return out
-
-    def _compiled(self, kind, batch, params_np, args) -> dict:
-        """Optional torch.compile of forward + loss (a failure is recorded, not raised)."""
-        try:
-            model = self.model(kind, args.width, params_np).train()
-            opt = self.ref.make_optimizer(model, LEARNING_RATE)
-            forward = self.torch.compile(self.ref.loss_fn)
-            fns = self.ref.make_step_fns(model, opt, forward, self.device, self.amp)
-            return {"step": time_calls(lambda: fns["step"](batch), args.reps, self.sync)}
-        except Exception as e:  # noqa: BLE001 - optional, recorded
-            return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-
-    def infer_case(self, batch_np: dict, params_np: dict, args) -> dict:
-        model = self.model("wler", args.width, params_np).eval()
-        batch = self.tensors(batch_np)
-        fn = self.ref.make_infer_fn(model, self.device, self.amp)
-        return {"step": time_calls(lambda: fn(batch), args.reps, self.sync)}
-
-    def matmul(self, n: int, reps: int) -> dict:
-        t = self.torch
-        dtype = t.bfloat16 if self.amp is not None else t.float32
-        a = t.randn(n, n, device=self.device).to(dtype)
-        b = t.randn(n, n, device=self.device).to(dtype)
-
-        def mm():
-            c = a @ b
-            self.sync()
-            return c
-
-        timing = time_calls(mm, max(reps, 10), lambda _: None)
-        return {"n": n, "gflops": 2.0 * n ** 3 / timing["median"] / 1e9, **timing}
-
-    def check(self, width: float, dtype, seed: int) -> dict:
-        """Eval-mode forward of both twins with the same weights on small inputs: max |diff|."""
-        t = self.torch
-        rng = np.random.default_rng(seed + 7)
-        out = {}
-        wler = make_model("wler", width, dtype)
-        params = jax.tree.map(np.asarray, init_state(wler, seed).params)
-        feats = fake_log_mel(rng, (2, 256, geometry.N_MELS))
-        nf = np.array([256, 200], np.int32)
-        ours = np.asarray(jax.jit(lambda p, f, n: wler.segment_logits(p, f, n)[0])(
-            params, feats, nf))
-        tm = self.model("wler", width, params).eval()
-        with t.inference_mode(), self.ref.autocast(self.device, self.amp):
-            _, theirs = tm(self.tensors({"f": feats})["f"], self.tensors({"n": nf})["n"])
-        mask = np.asarray(geometry.segment_mask(nf, 256))
-        diff = np.abs(ours - theirs.float().cpu().numpy())[mask]
-        out["wler_segment_logits_max_abs_diff"] = float(diff.max())
-        out["wler_max_abs_logit"] = float(np.abs(ours[mask]).max())
-        ns = make_model("slat", width, dtype)
-        params = jax.tree.map(np.asarray, init_state(ns, seed).params)
-        wins = fake_log_mel(rng, (4, geometry.SEGMENT_FRAMES, geometry.N_MELS))
-        ours = np.asarray(jax.jit(lambda p, w: ns.module().apply({"params": p}, w))(params, wins))
-        tm = self.model("slat", width, params).eval()
-        with t.inference_mode(), self.ref.autocast(self.device, self.amp):
-            theirs = tm(self.tensors({"w": wins})["w"]).float().cpu().numpy()
-        out["slat_logits_max_abs_diff"] = float(np.abs(ours - theirs).max())
-        out["slat_max_abs_logit"] = float(np.abs(ours).max())
-        return out
+def torch_side(args):
+    """The PyTorch half of the bench, or a `NoTorch` saying why there is none."""
+    if args.no_torch:
+        return NoTorch("--no_torch")
+    try:  # torch is an optional bench-only extra: imported only when present
+        from bench import torch_reference
+    except ImportError as e:
+        return NoTorch(f"torch not importable: {e}")
+    return torch_reference.TorchSide(args)
 
 
 # ------------------------------------------------------------------------------ reporting
-
-def device_slug(kind: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", kind).strip("_") or "device"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def median_or_none(entry: dict | None, key: str = "step"):
     if not entry or key not in entry:
@@ -562,12 +288,6 @@ def add_fractions(cases: list[dict], matmul: float, torch_matmul: float | None) 
             c["torch_fraction_of_matmul"] = c["torch_gflops"] / torch_matmul
 
 
-def fmt_s(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x * 1e3:.2f} ms" if x < 1.0 else f"{x:.3f} s"
-
-
 def fmt(x, spec) -> str:
     return "-" if x is None else format(x, spec)
 
@@ -589,8 +309,8 @@ def print_tables(out: dict) -> None:
     print("-" * len(head))
     for c in out["cases"]:
         pct = None if c["fraction_of_matmul"] is None else 100 * c["fraction_of_matmul"]
-        print(f"{c['name']:<26} {c['gflop']:>7.1f} {fmt_s(c['jax_s']):>10} "
-              f"{fmt_s(c['torch_s']):>10} "
+        print(f"{c['name']:<26} {c['gflop']:>7.1f} {common.fmt_s(c['jax_s']):>10} "
+              f"{common.fmt_s(c['torch_s']):>10} "
               f"{(fmt(c['speedup_vs_torch'], '.2f') + 'x') if c['speedup_vs_torch'] else '-':>8} "
               f"{c['gflops']:>8.1f} {fmt(pct, '.1f'):>7} {fmt(c['torch_gflops'], '.1f'):>8} "
               f"{fmt(c['xla_gflop'], '.1f'):>9}")
@@ -604,21 +324,21 @@ def print_tables(out: dict) -> None:
         print("-" * len(head))
         for c in rows:
             b = c["breakdown"]
-            g = lambda k: fmt_s(b.get(k))  # noqa: E731
+            g = lambda k: common.fmt_s(b.get(k))  # noqa: E731
             print(f"{c['name']:<26} {g('jax_forward_s'):>9} {g('jax_forward_backward_s'):>9} "
                   f"{g('jax_backward_s_est'):>9} {g('jax_optimizer_and_rest_s_est'):>9} "
-                  f"{fmt_s(c['jax_s']):>9} | {g('torch_forward_s'):>9} "
+                  f"{common.fmt_s(c['jax_s']):>9} | {g('torch_forward_s'):>9} "
                   f"{g('torch_forward_backward_s'):>9} {g('torch_backward_s_est'):>9} "
-                  f"{g('torch_optimizer_and_rest_s_est'):>9} {fmt_s(c['torch_s']):>9}")
+                  f"{g('torch_optimizer_and_rest_s_est'):>9} {common.fmt_s(c['torch_s']):>9}")
     full = [c for c in out["cases"] if c["group"] == "full_step"]
     for c in full:
-        print(f"{c['name']}: real make_train_step {fmt_s(c['jax_s'])} (log-mel of the 4 scales "
-              f"alone {fmt_s(c['logmel_s'])}); model step on the same example count "
-              f"{fmt_s(c.get('model_step_s'))}")
+        print(f"{c['name']}: real make_train_step {common.fmt_s(c['jax_s'])} (log-mel of the 4 scales "
+              f"alone {common.fmt_s(c['logmel_s'])}); model step on the same example count "
+              f"{common.fmt_s(c.get('model_step_s'))}")
     comp = [c for c in out["cases"] if "torch_compile_s" in c or c.get("torch_compile_error")]
     for c in comp:
-        print(f"{c['name']}: torch.compile step {fmt_s(c.get('torch_compile_s'))} "
-              f"(first call {fmt_s(c.get('torch_compile_first_call_s'))})"
+        print(f"{c['name']}: torch.compile step {common.fmt_s(c.get('torch_compile_s'))} "
+              f"(first call {common.fmt_s(c.get('torch_compile_first_call_s'))})"
               + (f" error: {c['torch_compile_error']}" if c.get("torch_compile_error") else ""))
     for c in out.get("failed_cases", []):
         print(f"FAILED {c['name']}: {c['error']}")
@@ -635,7 +355,8 @@ def print_tables(out: dict) -> None:
 
 # ----------------------------------------------------------------------------------- main
 
-def main():
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=None,
                         help="timed calls after warm-up; default 3 on CPU, 20 on accelerators, "
@@ -667,18 +388,13 @@ def main():
                              "(default)")
     parser.add_argument("--no_breakdown", "--no-breakdown", dest="breakdown",
                         action="store_false", help="skip the breakdown")
-    parser.add_argument("--cases", nargs="+",
-                        default=["train", "train_slat", "infer", "full", "full_slat"],
-                        choices=["train", "train_slat", "infer", "full", "full_slat"])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conv1_impl", choices=CONV1_IMPLS, default="plain",
                         help="C1P1 as XLA ops or one fused Pallas kernel (conv1_pallas)")
     parser.add_argument("--json", default=None,
                         help="output path; default bench/results/train_speed_<device>[_quick].json")
-    args = parser.parse_args()
-    global CONV1_IMPL
-    CONV1_IMPL = args.conv1_impl
-
+    args = parser.parse_args(argv)
     device = jax.devices()[0]
     on_cpu = device.platform == "cpu"
     if args.width is None:
@@ -692,85 +408,39 @@ def main():
     if args.frames < geometry.SEGMENT_FRAMES:
         parser.error(f"--frames must be at least {geometry.SEGMENT_FRAMES}")
     if args.json is None:
-        args.json = os.path.join(RESULTS_DIR, f"train_speed_{device_slug(device.device_kind)}"
-                                              f"{'_quick' if args.quick else ''}.json")
-    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
-    if args.fp32_precision == "highest":
-        jax.config.update("jax_default_matmul_precision", "highest")
-    elif args.fp32_precision == "tf32":
-        jax.config.update("jax_default_matmul_precision", "tensorfloat32")
-    jax_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        os.cpu_count()
-    loadavg_start = os.getloadavg()
-    torch_side = TorchSide(args)
-    tinfo = torch_side.info()
-    print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}, "
-          f"JAX threads {jax_threads if on_cpu else '-'} (XLA:CPU pool: all usable cores), "
-          f"PyTorch {tinfo['torch_version'] or 'absent'} on {tinfo['torch_device'] or '-'} with "
-          f"{tinfo['torch_threads'] or '-'} threads; width {args.width:g}, {args.dtype} "
-          f"(fp32 precision: {args.fp32_precision}), "
-          f"median of {args.reps} rep(s); load average {loadavg_start[0]:.2f}"
-          + (f" [torch: {torch_side.error}]" if torch_side.error else ""), flush=True)
+        args.json = os.path.join(common.RESULTS_DIR,
+                                 f"train_speed_{common.device_slug(device.device_kind)}"
+                                 f"{'_quick' if args.quick else ''}.json")
+    return args
 
-    start_all = time.perf_counter()
-    rng = np.random.default_rng(args.seed)
-    base_rng = jax.random.key(args.seed + 1)
-    mm_n = 2048 if on_cpu else 8192
-    print(f"  matmul {mm_n}x{mm_n} ...", flush=True)
-    matmul = jax_matmul(mm_n, dtype, args.reps)
-    torch_matmul = torch_side.matmul(mm_n, args.reps) if torch_side.available else None
-    check = None
-    if torch_side.available:
-        try:
-            check = torch_side.check(args.width, dtype, args.seed)
-        except Exception as e:  # noqa: BLE001 - a failed check is reported, timing goes on
-            check = {"error": f"{type(e).__name__}: {e}"}
-            traceback.print_exc()
 
+def run_cases(args, torch, dtype, rng, base_rng) -> tuple[list, list]:
+    """(cases, failed): every case of `args.cases`, JAX and (where it has a twin) PyTorch
+    (`torch`: a `TorchSide` or `NoTorch`)."""
     b, t, ns = args.batch, args.frames, args.slat_batch
-    wler_batch = {"features": fake_log_mel(rng, (b, t, geometry.N_MELS)),
-                  "num_frames": np.full(b, t, np.int32), "labels": multi_hot(rng, b),
-                  "weight": np.ones(b, np.float32)}
-    slat_batch = {"features": fake_log_mel(rng, (ns, geometry.SEGMENT_FRAMES, geometry.N_MELS)),
-                  "num_frames": np.full(ns, geometry.SEGMENT_FRAMES, np.int32),
-                  "labels": multi_hot(rng, ns), "weight": np.ones(ns, np.float32)}
-    fl_wler = analytic_flops("wler", t, args.width)
-    fl_slat = analytic_flops("slat", geometry.SEGMENT_FRAMES, args.width)
-    cases = []
+    wler_batch = common.feature_batch(rng, b, t)
+    slat_batch = common.feature_batch(rng, ns, geometry.SEGMENT_FRAMES)
+    fl_wler = common.analytic_flops("wler", t, args.width)
+    fl_slat = common.analytic_flops("slat", geometry.SEGMENT_FRAMES, args.width)
     model_step_s = {}
 
-    def torch_run(fn, *a):
-        if not torch_side.available:
-            return None
-        return fn(*a)
-
-    def run_train():
-        jr = jax_train_case("wler", wler_batch, args, dtype, base_rng)
-        tr = torch_run(torch_side.train_case, "wler", wler_batch, jr["params_np"], args)
-        model_step_s["wler"] = jr["step"]["median"]
-        return build_case(f"train_B{b}_T{t}", "model_step", b, t, b * fl_wler["train"], jr, tr,
-                          {"model": "N_W (WLER)", "jax_final_loss": jr["final_loss"],
+    def train(kind, batch, examples, frames, flops, name, model):
+        jr = jax_train_case(kind, batch, args, dtype, base_rng)
+        tr = torch.train_case(kind, batch, jr["params_np"], args) if torch.available else None
+        model_step_s[kind] = jr["step"]["median"]
+        return build_case(name, "model_step", examples, frames, examples * flops["train"], jr, tr,
+                          {"model": model, "jax_final_loss": jr["final_loss"],
                            "torch_final_loss": None if tr is None else tr["final_loss"],
                            "num_params": jr["num_params"]})
 
-    def run_train_slat():
-        jr = jax_train_case("slat", slat_batch, args, dtype, base_rng)
-        tr = torch_run(torch_side.train_case, "slat", slat_batch, jr["params_np"], args)
-        model_step_s["slat"] = jr["step"]["median"]
-        return build_case(f"train_slat_B{ns}_T128", "model_step", ns, geometry.SEGMENT_FRAMES,
-                          ns * fl_slat["train"], jr, tr,
-                          {"model": "N_S (SLAT, dense head)", "jax_final_loss": jr["final_loss"],
-                           "torch_final_loss": None if tr is None else tr["final_loss"],
-                           "num_params": jr["num_params"]})
-
-    def run_infer():
+    def infer():
         infer_batch = {k: wler_batch[k] for k in ("features", "num_frames")}
         jr = jax_infer_case(infer_batch, args, dtype)
-        tr = torch_run(torch_side.infer_case, infer_batch, jr["params_np"], args)
+        tr = torch.infer_case(infer_batch, jr["params_np"], args) if torch.available else None
         return build_case(f"infer_B{b}_T{t}", "inference", b, t, b * fl_wler["forward"], jr, tr,
                           {"model": "N_W (WLER), eval mode"})
 
-    def run_full(kind):
+    def full(kind):
         examples, frames = (b, t) if kind == "wler" else (ns, geometry.SEGMENT_FRAMES)
         flops = examples * (fl_wler if kind == "wler" else fl_slat)["train"]
         jr = jax_full_case(kind, waveform_batch(rng, examples // 4, frames), args, dtype, base_rng)
@@ -786,14 +456,17 @@ def main():
                            "note": "gflops counts the network only; the time includes the "
                                    "log-mel of 4 scales"})
 
-    plan = [("train", f"train_B{b}_T{t} (N_W model step)", run_train),
-            ("train_slat", f"train_slat_B{ns}_T128 (N_S model step)", run_train_slat),
-            ("infer", f"infer_B{b}_T{t} (N_W forward)", run_infer),
+    plan = [("train", f"train_B{b}_T{t} (N_W model step)",
+             lambda: train("wler", wler_batch, b, t, fl_wler, f"train_B{b}_T{t}", "N_W (WLER)")),
+            ("train_slat", f"train_slat_B{ns}_T128 (N_S model step)",
+             lambda: train("slat", slat_batch, ns, geometry.SEGMENT_FRAMES, fl_slat,
+                           f"train_slat_B{ns}_T128", "N_S (SLAT, dense head)")),
+            ("infer", f"infer_B{b}_T{t} (N_W forward)", infer),
             ("full", f"full_wler_B{b // 4}x4_T{t} (real make_train_step, log-mel on the device)",
-             lambda: run_full("wler")),
+             lambda: full("wler")),
             ("full_slat", f"full_slat_B{ns // 4}x4_T128 (real make_train_step, log-mel on the "
-                          "device)", lambda: run_full("slat"))]
-    failed = []
+                          "device)", lambda: full("slat"))]
+    cases, failed = [], []
     for key, label, fn in plan:
         if key not in args.cases:
             continue
@@ -803,19 +476,57 @@ def main():
         except Exception as e:  # noqa: BLE001 - one failing case must not lose the others
             traceback.print_exc()
             failed.append({"name": label.split(" ")[0], "error": f"{type(e).__name__}: {e}"})
+    return cases, failed
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = jax.devices()[0]
+    on_cpu = device.platform == "cpu"
+    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
+    if args.fp32_precision == "highest":
+        jax.config.update("jax_default_matmul_precision", "highest")
+    elif args.fp32_precision == "tf32":
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32")
+    jax_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count()
+    loadavg_start = os.getloadavg()
+    torch = torch_side(args)
+    tinfo = torch.info()
+    print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}, "
+          f"JAX threads {jax_threads if on_cpu else '-'} (XLA:CPU pool: all usable cores), "
+          f"PyTorch {tinfo['torch_version'] or 'absent'} on {tinfo['torch_device'] or '-'} with "
+          f"{tinfo['torch_threads'] or '-'} threads; width {args.width:g}, {args.dtype} "
+          f"(fp32 precision: {args.fp32_precision}), "
+          f"median of {args.reps} rep(s); load average {loadavg_start[0]:.2f}"
+          + (f" [torch: {torch.error}]" if torch.error else ""), flush=True)
+
+    start_all = time.perf_counter()
+    mm_n = 2048 if on_cpu else 8192
+    print(f"  matmul {mm_n}x{mm_n} ...", flush=True)
+    matmul = common.jax_matmul(mm_n, dtype, args.reps)
+    torch_matmul = torch.matmul(mm_n, args.reps) if torch.available else None
+    check = None
+    if torch.available:
+        try:
+            check = torch.check(args.width, dtype, args.seed)
+        except Exception as e:  # noqa: BLE001 - a failed check is reported, timing goes on
+            check = {"error": f"{type(e).__name__}: {e}"}
+            traceback.print_exc()
+    cases, failed = run_cases(args, torch, dtype, np.random.default_rng(args.seed),
+                              jax.random.key(args.seed + 1))
     # The matmul rate again at the end: on a shared machine the better of the two is the rate
     # the device can give; both are stored.
     print(f"  matmul {mm_n}x{mm_n} again ...", flush=True)
-    matmul_end = jax_matmul(mm_n, dtype, args.reps)
-    torch_matmul_end = torch_side.matmul(mm_n, args.reps) if torch_side.available else None
+    matmul_end = common.jax_matmul(mm_n, dtype, args.reps)
+    torch_matmul_end = torch.matmul(mm_n, args.reps) if torch.available else None
     mm_rate = max(matmul["gflops"], matmul_end["gflops"])
     tmm_rate = (None if torch_matmul is None
                 else max(torch_matmul["gflops"], torch_matmul_end["gflops"]))
     add_fractions(cases, mm_rate, tmm_rate)
     total = time.perf_counter() - start_all
-
-    import flax
-
+    fl_wler = common.analytic_flops("wler", args.frames, args.width)
+    fl_slat = common.analytic_flops("slat", geometry.SEGMENT_FRAMES, args.width)
     out = {
         "device": device.device_kind, "platform": device.platform,
         "device_count": jax.device_count(),
@@ -824,12 +535,12 @@ def main():
         "torch_matmul_end": torch_matmul_end,
         "cases": cases, "failed_cases": failed,
         "jax_threads": jax_threads if on_cpu else None, **tinfo,
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "cpu": common.cpu_model(), "cpu_count": os.cpu_count(),
         "loadavg_start": list(loadavg_start), "loadavg_end": list(os.getloadavg()),
         "width": args.width, "dtype": args.dtype, "fp32_precision": args.fp32_precision,
         "conv1_impl": args.conv1_impl,
         "reps": args.reps, "quick": args.quick,
-        "num_classes": NUM_CLASSES, "learning_rate": LEARNING_RATE,
+        "num_classes": common.NUM_CLASSES, "learning_rate": common.LEARNING_RATE,
         "statistic": "median wall seconds of reps calls after 1 warm-up call (compiled AOT "
                      "before)",
         "flop_count": "analytic: conv 2*K*K*Cin*Cout*Hout*Wout, dense 2*In*Out; train = "
@@ -840,7 +551,8 @@ def main():
                                        "slat_forward": fl_slat["forward"] / 1e9,
                                        "slat_train": fl_slat["train"] / 1e9,
                                        "wler_mflop_per_frame_forward":
-                                           fl_wler["forward"] / geometry.padded_frames(t) / 1e6},
+                                           fl_wler["forward"] / geometry.padded_frames(
+                                               args.frames) / 1e6},
         "check": check,
         "jax_version": jax.__version__, "jaxlib_version": importlib.metadata.version("jaxlib"),
         "flax_version": flax.__version__, "optax_version": optax.__version__,
@@ -851,7 +563,7 @@ def main():
         "total_s": total,
     }
     print_tables(out)
-    write_json(out, args.json, total)
+    common.write_json(out, args.json, total)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Does a pretrained network help on a small real set? Scratch vs fine-tuning vs linear probes.
 
-  python bench/real_mixtures.py --source=/work/realdata/sased --out=/work/realdata/bench  # once
-  python bench/transfer.py --clips=/work/realdata/bench/clips.csv --out=/work/realdata/transfer \
-      [--source_workdir=DIR] [--seeds=3] [--size=cpu] [--freeze=] [--override=train.epochs=8]
-      [--json=bench/results/transfer_cpu.json]
+  python -m bench.real_mixtures --source=/work/realdata/sased --out=/work/realdata/bench  # once
+  python -m bench.transfer --clips=/work/realdata/bench/clips.csv --out=/work/realdata/transfer \
+      [--config=configs/experiments/transfer_office.py] [--source_workdir=DIR] [--seeds=3]
+      [--size=cpu] [--freeze=] [--override=FIELD=VALUE] [--json=bench/results/transfer_cpu.json]
 
-Target: the clips of `bench/real_mixtures.py` (DCASE 2016 task 2 office events, `clips.csv`:
+Target: the clips of `bench.real_mixtures` (DCASE 2016 task 2 office events, `clips.csv`:
 path,labels,split; 11 classes, whole-source splits, the test split never used for selection).
 Four ways to a classifier, each scored by clip mAP on the same test split:
 
   (a) scratch    WLER trained on the target from random init (`configs/wler.py:folder,<size>`,
+                 or the recipe file `--config`, e.g. configs/experiments/transfer_office.py;
                  `config.seed = k`).
   (b) finetune   the same run started from `--source_workdir`'s best checkpoint
                  (`train.init_from`; `train.freeze=--freeze`, "" = everything trains).
@@ -32,7 +33,7 @@ the interval that says whether two conditions differ on this test set. Times: tr
 for (a)/(b) (the source's pretraining is not counted, it is reported separately), feature
 extraction + fit seconds for (c)/(d).
 
-JSON: {"runs": [{"condition", "seed", "test_mAP", "test_mAP_ci95", "validation_mAP",
+JSON: {"config_file", "runs": [{"condition", "seed", "test_mAP", "test_mAP_ci95", "validation_mAP",
 "seconds", ...}], "summary": {condition: {"test_mAP": {mean, std, ci95, n, values}, ...},
 "finetune_minus_scratch": {...}}, "source": {...}, ...}.
 """
@@ -47,13 +48,23 @@ import sys
 import time
 import warnings
 
+import jax
 import numpy as np
+from absl import logging
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from compare_wler_slat import interval  # noqa: E402  (t-interval over seeds)
+from bench import common
+from wler_jax import audio, evaluate, features
+from wler_jax.analysis.stats import interval
+from wler_jax.configs.common import apply_override, base_config
+from wler_jax.configs.recipes import split_spec
+from wler_jax.geometry import N_FFTS
+from wler_jax.predict import load_model
+from wler_jax.serving import embeddings
+from wler_jax.training import config_check, train
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # logistic regression 1 / L2 weight, picked on validation
 
@@ -73,33 +84,43 @@ def read_clips(path: str) -> tuple[list[str], list[list[str]], list[str]]:
 
 # -- (a) and (b): training ------------------------------------------------------------------------
 def target_config(args, seed: int):
-    from wler_jax.configs.common import apply_override, base_config
-
-    config = base_config("wler", f"folder,{args.size}")
+    """(config, config file spec) of a target run: the recipe file or the folder preset."""
+    if args.config:
+        config, spec = common.load_recipe(args.config, "wler",
+                                          args.size if args.size != "cpu" else None)
+    else:
+        config = base_config("wler", f"folder,{args.size}")
+        spec = f"configs/wler.py:folder,{args.size}"
     config.seed = seed
     config.data.path = os.path.abspath(args.clips)
     config.data.data_dir = args.data_dir or os.path.join(os.path.dirname(
         os.path.abspath(args.clips)), "tfds")
     for assignment in args.override:
         apply_override(config, assignment)
-    return config
+    return config, spec
+
+
+def runs_folder(args) -> str:
+    """`<out>/runs/<size>[+<recipe file>]`: a recipe file's runs never reuse the preset's."""
+    if not args.config:
+        return os.path.join(args.out, "runs", args.size)
+    stem = os.path.splitext(os.path.basename(split_spec(args.config)[0]))[0]
+    return os.path.join(args.out, "runs", f"{args.size}+{stem}")
 
 
 def train_run(condition: str, seed: int, args, source: str) -> dict:
-    from wler_jax.training import config_check
-    from wler_jax.training import train
-
-    config = target_config(args, seed)
+    config, spec = target_config(args, seed)
     if condition == "finetune":
         config.train.init_from = source
         config.train.freeze = args.freeze
     config_check.validate(config)
-    workdir = os.path.join(args.out, "runs", args.size, f"{condition}_seed{seed}")
+    workdir = os.path.join(runs_folder(args), f"{condition}_seed{seed}")
     if os.path.isdir(workdir) and not args.resume:
         shutil.rmtree(workdir)
     t0 = time.time()
     results = train.train_and_evaluate(config, workdir)
-    run = {"condition": condition, "seed": seed, "test_mAP": results["test"]["mAP"],
+    run = {"condition": condition, "seed": seed, "config_file": spec,
+           "test_mAP": results["test"]["mAP"],
            "test_mAP_ci95": results["test"].get("mAP_ci95"),
            "validation_mAP": results["validation"]["mAP"], "best_epoch": results["best_epoch"],
            "epochs": int(config.train.epochs), "seconds": round(time.time() - t0, 1),
@@ -113,9 +134,6 @@ def train_run(condition: str, seed: int, args, source: str) -> dict:
 def ensure_source(args) -> tuple[str, dict]:
     """The pretrained source workdir and what it is (trained here on the synthetic set if not
     given)."""
-    from wler_jax.training import train
-    from wler_jax.configs.common import apply_override, base_config
-
     if args.source_workdir:
         workdir = os.path.abspath(args.source_workdir)
         seconds = None
@@ -123,7 +141,7 @@ def ensure_source(args) -> tuple[str, dict]:
         workdir = os.path.join(args.out, f"source_synthetic_{args.size}")
         seconds = None
         if not os.path.exists(os.path.join(workdir, "results.json")):
-            config = base_config("wler", args.size)
+            config = base_config("wler", args.size)  # configs/wler.py:<size>
             for assignment in args.source_override:
                 apply_override(config, assignment)
             t0 = time.time()
@@ -148,11 +166,6 @@ def embedding_features(source: str, paths: list[str], pooling: str = "both"
                        ) -> tuple[np.ndarray, float]:
     """Clip embeddings of the source model ([N, D] masked mean or max, or [N, 2 D] both), and
     the seconds they took."""
-    import jax
-
-    from wler_jax.serving import embeddings
-    from wler_jax.predict import load_model
-
     model = load_model(source)
     t0 = time.time()
     out: dict[int, np.ndarray] = {}
@@ -167,9 +180,6 @@ def embedding_features(source: str, paths: list[str], pooling: str = "both"
 
 def logmel_features(paths: list[str]) -> tuple[np.ndarray, float]:
     """[N, 4 * 256] mean and std over time of each mel band at each scale, and the seconds."""
-    from wler_jax import audio, features
-    from wler_jax.geometry import N_FFTS
-
     warnings.filterwarnings("ignore", message="Empty filters")  # n_fft 512: 128 mels, as trained
     t0 = time.time()
     rows = []
@@ -186,13 +196,6 @@ def logmel_features(paths: list[str]) -> tuple[np.ndarray, float]:
 def probe(name: str, x: np.ndarray, y: np.ndarray, splits: np.ndarray, class_names: list[str],
           extract_s: float, seed: int = 0) -> dict:
     """One logistic regression per class on standardised `x`; C picked on validation mAP."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from wler_jax import evaluate
-
     t0 = time.time()
     tr, va, te = (splits == s for s in ("train", "validation", "test"))
     best = None
@@ -286,6 +289,10 @@ def main() -> None:
     parser.add_argument("--probe_pooling", default="both", choices=("mean", "max", "both"),
                         help="clip embedding of (c): masked mean, max, or both concatenated")
     parser.add_argument("--conditions", default="scratch,finetune,probe,logmel")
+    parser.add_argument("--config", default=None, metavar="FILE[:arg]",
+                        help="recipe file of the target runs (e.g. configs/experiments/"
+                             "transfer_office.py, the README's transfer figures); default the "
+                             "folder dataset's preset, configs/wler.py:folder,<size>")
     parser.add_argument("--override", action="append", default=[],
                         help="config field=value for the target runs (repeatable)")
     parser.add_argument("--resume", action="store_true", help="reuse existing run workdirs and "
@@ -295,12 +302,11 @@ def main() -> None:
     args = parser.parse_args()
     if not os.path.exists(args.clips):
         sys.exit(f"error: --clips={args.clips} does not exist; build it with "
-                 "python bench/real_mixtures.py --source=SASED_COPY --out=DIR")
-    from absl import logging
-
+                 "python -m bench.real_mixtures --source=SASED_COPY --out=DIR")
     logging.set_verbosity(logging.INFO if args.verbose else logging.WARNING)
     conditions = args.conditions.split(",")
-    path = args.json or os.path.join(REPO, "bench", "results", f"transfer_{args.size}.json")
+    path = args.json or os.path.join(common.RESULTS_DIR, f"transfer_{args.size}.json")
+    config_file = target_config(args, 0)[1]
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
     source, source_info = ensure_source(args)
@@ -313,6 +319,7 @@ def main() -> None:
     def save():
         with open(path, "w") as f:
             json.dump(_no_nan({"target": os.path.abspath(args.clips), "size": args.size,
+                       "config_file": config_file,
                        "seeds": args.seeds, "freeze": args.freeze, "overrides": args.override,
                        "clips_per_split": {s: int((splits == s).sum())
                                            for s in ("train", "validation", "test")},

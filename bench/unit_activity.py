@@ -1,6 +1,6 @@
 """Dead and always-on ReLU units per layer, at a run's initialisation and at its best epoch.
 
-  python bench/unit_activity.py WORKDIR [WORKDIR ...] --csv=LABELS.csv [--split=train]
+  python -m bench.unit_activity WORKDIR [WORKDIR ...] --csv=LABELS.csv [--split=train]
       [--num=60] [--json=bench/results/unit_activity.json]
 
 Why: a ReLU unit whose pre-activation is <= 0 on every position of every recording passes no
@@ -18,27 +18,24 @@ normalisation statistics, which training measures before the first step, are the
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from wler_jax import audio, features
+from wler_jax.analysis.unit_activity import ALWAYS_ON, activity
+from wler_jax.data.datasets import folder
+from wler_jax.predict import load_model
+from wler_jax.training import train
 
-ALWAYS_ON = 0.95  # a unit positive on at least this fraction of positions counts as linear
 N_FFT = 1024
 
 
 def read_features(csv_path: str, split: str, num: int, seed: int = 0) -> list[np.ndarray]:
     """Log-mel features [T, 128] of `num` recordings drawn (seeded) from one split of a CSV."""
-    from wler_jax import audio, features
-    from wler_jax.data.datasets import folder
-
     # The folder dataset's own CSV reader (header forms, split names, paths relative to the CSV);
     # rows without a split (seeded by the dataset) count for every split.
     rows = [r for r in folder.scan_csv(csv_path) if not split or (r.split or split) == split]
@@ -53,61 +50,9 @@ def read_features(csv_path: str, split: str, num: int, seed: int = 0) -> list[np
     return feats
 
 
-@functools.lru_cache(maxsize=None)
-def _intermediates_fn(spec):
-    """Jitted (params, features, num_frames) -> the network's captured intermediates."""
-    module = spec.module()
-    return jax.jit(lambda p, x, n: module.apply({"params": p}, x, n, capture_intermediates=True,
-                                                mutable=["intermediates"])[1]["intermediates"])
-
-
-def activity(spec, params, feats: list[np.ndarray]) -> dict:
-    """Per layer: channels, dead, always on, and the positive fraction of pre-activations.
-
-    Each recording runs alone, padded with the log-mel floor to a rung of the bucket ladder (a
-    few compiled shapes); the network masks the padding, and only valid positions are counted.
-    """
-    from flax import traverse_util
-
-    from wler_jax import features, geometry
-
-    from wler_jax.data import batch_plan
-
-    ladder = batch_plan.bucket_ladder(max(f.shape[0] for f in feats))
-    fired, always, pos, count = {}, {}, {}, {}
-    for f in feats:
-        num_frames = f.shape[0]
-        rung = next(r for r in ladder if r >= num_frames)
-        x = np.full((1, rung, f.shape[1]), features.FLOOR_DB, np.float32)
-        x[0, :num_frames] = f
-        inter = traverse_util.flatten_dict(
-            _intermediates_fn(spec)(params, jnp.asarray(x), jnp.asarray([num_frames])), sep="/")
-        valid = geometry.padded_frames(num_frames)  # short recordings: padded to 128 frames
-        for key, value in inter.items():
-            name = key.split("/")[-2] if "/" in key else ""
-            if name[4:].isdigit() and key.startswith("conv_stack/conv"):
-                (y, bias), = value
-                block = int(name[4:]) - 1
-                pre = np.asarray(y + bias)[0, :max(1, valid >> block)]
-            elif key == "fc1/__call__" and spec.method == "wler":
-                pre = np.asarray(value[0])[0, :geometry.num_segments(num_frames)]
-            else:
-                continue
-            on = pre.reshape(-1, pre.shape[-1]) > 0
-            fired[name] = fired.get(name, np.zeros(on.shape[1], bool)) | on.any(0)
-            always[name] = always.get(name, np.ones(on.shape[1], bool)) & (on.mean(0) >= ALWAYS_ON)
-            pos[name] = pos.get(name, 0) + int(on.sum())
-            count[name] = count.get(name, 0) + on.size
-    return {name: {"channels": int(fired[name].size), "dead": int((~fired[name]).sum()),
-                   "always_on": int(always[name].sum()), "active": pos[name] / count[name]}
-            for name in sorted(fired, key=lambda n: (n.startswith("fc"), n))}
-
-
 def run(workdir: str, feats: list[np.ndarray]) -> dict:
-    """Activity at the run's initialisation and at its best checkpoint."""
-    from wler_jax.training import train
-    from wler_jax.predict import load_model
-
+    """Activity at the run's initialisation and at its best checkpoint (counted by
+    `wler_jax.analysis.unit_activity.activity`)."""
     model = load_model(workdir)
     init_rng, _ = train.run_rngs(model.config.seed)
     init = jax.device_get(model.spec.init(init_rng))

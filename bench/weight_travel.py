@@ -1,6 +1,6 @@
 """How far training moved each layer: ||w_best - w_init|| / ||w_init|| per kernel, per workdir.
 
-  python bench/weight_travel.py WORKDIR [WORKDIR ...] [--json=bench/results/weight_travel.json]
+  python -m bench.weight_travel WORKDIR [WORKDIR ...] [--json=bench/results/weight_travel.json]
 
 Why: the paper's Adagrad (Lasagne semantics: accumulator from 0) moves a parameter by
 lr * g_t / sqrt(sum_s g_s^2) per step, so after T steps no parameter can have moved more than
@@ -16,22 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import jax
 import numpy as np
+from flax import traverse_util
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from wler_jax.predict import load_model
+from wler_jax.training import train
 
 
 def travel(workdir: str) -> dict:
     """Per-kernel relative change between the run's initial and best parameters."""
-    from flax import traverse_util
-
-    from wler_jax.training import train
-    from wler_jax.predict import load_model
-
     model = load_model(workdir)
     config = model.config
     init_rng, _ = train.run_rngs(config.seed)

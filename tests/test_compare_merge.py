@@ -1,15 +1,11 @@
-"""bench/compare_wler_slat.py --merge joins sweeps run apart (methods or seeds split)."""
-import importlib.util
+"""`python -m bench.compare_wler_slat --merge` (wler_jax.analysis.compare_sweeps.merge) joins
+sweeps run apart (methods or seeds split)."""
 import json
-import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location(
-    "compare_wler_slat", os.path.join(REPO, "bench", "compare_wler_slat.py"))
-compare = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare)
+from wler_jax import errors
+from wler_jax.analysis import compare_sweeps as compare
 
 
 def _sweep(path, method, tests, variant="default"):
@@ -36,8 +32,37 @@ def test_merge_pairs_seeds_across_files(tmp_path, capsys):
 
 def test_merge_refuses_duplicates_and_unlike_sweeps(tmp_path):
     a = _sweep(tmp_path / "a.json", "wler", [0.6])
-    with pytest.raises(SystemExit, match="in two sweeps"):
+    with pytest.raises(errors.DataError, match="in two sweeps"):
         compare.merge([a, a], str(tmp_path / "x.json"))
     b = _sweep(tmp_path / "b.json", "slat", [0.5], variant="smoke")
-    with pytest.raises(SystemExit, match="differs"):
+    with pytest.raises(errors.DataError, match="differs"):
         compare.merge([a, b], str(tmp_path / "x.json"))
+
+
+def test_merge_keeps_one_recipe_file(tmp_path):
+    """Sweeps that name their config file merge only with sweeps of the same file; a sweep
+    written before the key existed merges with either."""
+    def named(path, method, config_file):
+        p = _sweep(path, method, [0.6])
+        with open(p) as f:
+            sweep = json.load(f)
+        if config_file:
+            sweep["config_file"] = config_file
+        with open(p, "w") as f:
+            json.dump(sweep, f)
+        return p
+
+    recipe = "configs/experiments/synthetic_cpu.py:{method}"
+    a = named(tmp_path / "a.json", "wler", recipe)
+    b = named(tmp_path / "b.json", "slat", recipe)
+    old = _sweep(tmp_path / "old.json", "wler", [0.5, 0.7])  # seeds 0, 1; no config_file
+    with open(old) as f:
+        runs = json.load(f)
+    runs["runs"] = runs["runs"][1:]  # seed 1 only
+    with open(old, "w") as f:
+        json.dump(runs, f)
+    out = compare.merge([a, b, old], str(tmp_path / "ab.json"))
+    assert out["config_file"] == recipe and len(out["runs"]) == 3
+    other = named(tmp_path / "c.json", "slat", "configs/{method}.py")
+    with pytest.raises(errors.DataError, match="config_file"):
+        compare.merge([a, other], str(tmp_path / "x.json"))

@@ -1,4 +1,6 @@
-"""bench/real_mixtures.py's builder on a tiny fake SASED tree (generated tones, no real audio).
+"""The real benchmark (`python -m bench.real_mixtures`) on a tiny fake SASED tree (generated tones,
+no real audio): its build (`wler_jax.data.sased`, `wler_jax.data.mixtures`), its run naming and
+sweep summaries (`wler_jax.analysis.real_sweeps`) and paired runs (`wler_jax.analysis.paired`).
 
 Checks the source matching (monophonic scenes by order, polyphonic by duration), the grouped
 clip split (no source on two sides) and the long mixtures' tables (weak labels = the TSV's
@@ -10,15 +12,18 @@ import csv
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from wler_jax import errors
+from wler_jax.analysis import paired, real_sweeps
+from wler_jax.configs import recipes
+from wler_jax.data import mixtures, sased
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
-import real_mixtures as rm  # noqa: E402
+REAL_OFFICE = os.path.join(REPO, "configs", "experiments", "real_office.py")
 
 SR = 44_100
 CLASSES = ("cough", "doorslam", "keysDrop", "phone")
@@ -67,7 +72,7 @@ def _fake_sased(root: str) -> dict:
             name = scene.format(ebr)
             lines, t = [], 0.5
             for k, w in enumerate(order):
-                label = rm.class_of(w)
+                label = sased.class_of(w)
                 label = "keys" if label == "keysDrop" else label
                 lines.append(f"{t:.2f}\t{t + iso[w]:.2f}\t{label}")
                 seg = os.path.join(data, "val", "segments", f"{name}_{label}_{k:02d}.wav")
@@ -85,21 +90,21 @@ def _fake_sased(root: str) -> dict:
 
 def test_sources_are_matched_and_splits_are_grouped(tmp_path):
     truth = _fake_sased(str(tmp_path / "sased"))
-    clips, facts = rm.scan_corpus(rm.find_root(str(tmp_path / "sased")))
+    clips, facts = sased.scan_corpus(sased.find_root(str(tmp_path / "sased")))
     assert facts["matched_by_order"] == 8 and facts["matched_by_duration"] == 10
     assert facts["merged_ambiguous"] == 0 and facts["max_match_error_s"] < 0.01
     by_path = {k.path: k for k in clips}
     for seg, source in truth.items():
         assert by_path[seg].source == source and by_path[seg].kind == "segment"
     assert sum(k.kind == "isolated" for k in clips) == 20
-    splits = rm.split_sources(clips, seed=0)
-    again = rm.split_sources(list(reversed(clips)), seed=0)
+    splits = sased.split_sources(clips, seed=0)
+    again = sased.split_sources(list(reversed(clips)), seed=0)
     assert splits == again
     # Per class: 5 sources -> 1 test, 1 validation, 3 train.
     for c in CLASSES:
         got = [splits[s] for s in sorted({k.source for k in clips if k.label == c})]
         assert sorted(got) == ["test", "train", "train", "train", "validation"]
-    counts = rm.write_clips_csv(str(tmp_path / "clips.csv"), clips, splits)
+    counts = sased.write_clips_csv(str(tmp_path / "clips.csv"), clips, splits)
     assert sum(counts.values()) == len(clips)
     with open(tmp_path / "clips.csv") as f:
         rows = list(csv.DictReader(f))
@@ -113,7 +118,7 @@ def test_sources_are_matched_and_splits_are_grouped(tmp_path):
 def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path):
     _fake_sased(str(tmp_path / "sased"))
     out = str(tmp_path / "bench")
-    manifest = rm.build(str(tmp_path / "sased"), out, num_mixtures=3)
+    manifest = mixtures.build(str(tmp_path / "sased"), out, num_mixtures=3)
     assert manifest["mixtures"]["count"] == 3
     with open(os.path.join(out, "clips.csv")) as f:
         clip_rows = list(csv.DictReader(f))
@@ -121,7 +126,7 @@ def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path
                   if r["split"] == "test" and r["kind"] == "isolated"}
     with open(os.path.join(out, "mixtures.csv")) as f:
         mixes = list(csv.DictReader(f))
-    events = rm.read_events_tsv(os.path.join(out, "mixtures_events.tsv"))
+    events = mixtures.read_events_tsv(os.path.join(out, "mixtures_events.tsv"))
     with open(os.path.join(out, "mixtures_events.tsv")) as f:
         assert f.readline() == "filename\tonset\toffset\tevent_label\n"
     assert len(mixes) == 3
@@ -137,7 +142,7 @@ def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path
     with open(os.path.join(out, "manifest.json")) as f:
         assert json.load(f)["mixture_event_pool"] == len(test_files)
     # Events come from test sources only (the builder records the files it mixed).
-    records = rm.make_mixtures([k for k in rm.scan_corpus(rm.find_root(
+    records = mixtures.make_mixtures([k for k in sased.scan_corpus(sased.find_root(
         str(tmp_path / "sased")))[0] if os.path.basename(k.path) in test_files],
         str(tmp_path / "again"), 3, 0)
     assert all(e[3] in test_files for r in records for e in r["events"])
@@ -149,7 +154,7 @@ def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path
         val_mixes = list(csv.DictReader(f))
     assert len(val_mixes) == 3 and manifest["val_mixtures"]["event_pool"] == len(val_files)
     assert all(m["path"].startswith("mixtures_val/") for m in val_mixes)
-    val_records = rm.make_mixtures([k for k in rm.scan_corpus(rm.find_root(
+    val_records = mixtures.make_mixtures([k for k in sased.scan_corpus(sased.find_root(
         str(tmp_path / "sased")))[0] if os.path.basename(k.path) in val_files],
         str(tmp_path / "again_val"), 3, manifest["val_mixtures"]["seed"])
     assert all(e[3] in val_files for r in val_records for e in r["events"])
@@ -157,7 +162,7 @@ def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path
     assert not np.allclose(sf.read(os.path.join(out, val_mixes[0]["path"]))[0][:1000],
                            sf.read(os.path.join(out, mixes[0]["path"]))[0][:1000])
     # Same parameters: reused, not rebuilt.
-    assert rm.build(str(tmp_path / "sased"), out, num_mixtures=3) == manifest
+    assert mixtures.build(str(tmp_path / "sased"), out, num_mixtures=3) == manifest
     # A build from before the validation mixtures gains them and keeps its other files.
     before = os.stat(os.path.join(out, "mixtures", "mix_000.wav")).st_mtime_ns
     del manifest["val_mixtures"]
@@ -165,7 +170,7 @@ def test_build_writes_mixtures_from_test_sources_with_consistent_tables(tmp_path
     os.remove(os.path.join(out, "mixtures_val.csv"))
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f)
-    again = rm.build(str(tmp_path / "sased"), out, num_mixtures=3)
+    again = mixtures.build(str(tmp_path / "sased"), out, num_mixtures=3)
     assert again["val_mixtures"]["count"] == 3
     assert os.path.isfile(os.path.join(out, "mixtures_val.csv"))
     assert os.stat(os.path.join(out, "mixtures", "mix_000.wav")).st_mtime_ns == before
@@ -175,7 +180,7 @@ def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_v
         tmp_path):
     _fake_sased(str(tmp_path / "sased"))
     out = str(tmp_path / "bench")
-    manifest = rm.build(str(tmp_path / "sased"), out, num_mixtures=1, train_mixtures=0.0)
+    manifest = mixtures.build(str(tmp_path / "sased"), out, num_mixtures=1, train_mixtures=0.0)
     with open(os.path.join(out, "clips.csv")) as f:
         clip_rows = list(csv.DictReader(f))
     with open(os.path.join(out, "weak.csv")) as f:
@@ -191,7 +196,7 @@ def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_v
         context = [r for r in mine if r["kind"] == "context"]
         background = [r for r in mine if r["kind"] == "background"]
         assert len(context) == iso[split] and len(mine) == len(context) + len(background)
-        assert len(background) == round(rm.NEGATIVE_FRACTION * iso[split])
+        assert len(background) == round(mixtures.NEGATIVE_FRACTION * iso[split])
         for r in context:  # the event's own source, class and split: nothing crosses splits
             assert split_of[r["source"]] == split and label_of[r["source"]] == r["labels"]
         for r in background:
@@ -199,7 +204,8 @@ def test_weak_training_set_adds_events_in_context_and_negatives_from_train_and_v
     assert not any(r["split"] == "test" for r in extra)
     for r in extra:
         x, sr = sf.read(r["path"])
-        assert sr == SR and rm.CONTEXT_SECONDS[0] <= len(x) / SR <= rm.CONTEXT_SECONDS[1]
+        lo, hi = mixtures.CONTEXT_SECONDS
+        assert sr == SR and lo <= len(x) / SR <= hi
         assert np.abs(x).max() <= 1.0
     # Each context recording holds its source's event: the event's waveform is found in it by
     # normalised cross-correlation (a background-only recording does not match it).
@@ -217,8 +223,8 @@ def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(
     the default build has none and is otherwise the same."""
     _fake_sased(str(tmp_path / "sased"))
     plain, mixed = str(tmp_path / "plain"), str(tmp_path / "mixed")
-    rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
-    manifest = rm.build(str(tmp_path / "sased"), mixed, num_mixtures=1, train_mixtures=0.5)
+    mixtures.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
+    manifest = mixtures.build(str(tmp_path / "sased"), mixed, num_mixtures=1, train_mixtures=0.5)
     rows = {}
     for out in (plain, mixed):
         with open(os.path.join(out, "weak.csv")) as f:
@@ -246,25 +252,25 @@ def test_weak_mixtures_are_long_weakly_labelled_and_made_of_their_splits_events(
     with open(os.path.join(plain, "manifest.json"), "w") as f:
         json.dump(old, f)
     before = os.stat(os.path.join(plain, "weak.csv")).st_mtime_ns
-    rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
+    mixtures.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0)
     assert os.stat(os.path.join(plain, "weak.csv")).st_mtime_ns == before
-    assert rm.build(str(tmp_path / "sased"), plain, num_mixtures=1)["params"][
-        "train_mixtures"] == rm.TRAIN_MIXTURES > 0
+    assert mixtures.build(str(tmp_path / "sased"), plain, num_mixtures=1)["params"][
+        "train_mixtures"] == mixtures.TRAIN_MIXTURES > 0
     with open(os.path.join(plain, "weak.csv")) as f:
         assert any(r["kind"] == "mixture" for r in csv.DictReader(f))
     # Runs trained on a build are never silently paired with another build of the same folder.
     os.makedirs(os.path.join(plain, "runs", "weak"))
     for rebuild in (False, True):
-        with pytest.raises(rm.BuildMismatch, match="runs trained on another build"):
-            rm.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0,
+        with pytest.raises(mixtures.BuildMismatch, match="runs trained on another build"):
+            mixtures.build(str(tmp_path / "sased"), plain, num_mixtures=1, train_mixtures=0.0,
                      rebuild=rebuild)
-    rm.build(str(tmp_path / "sased"), plain, num_mixtures=1)  # its own build: reused
+    mixtures.build(str(tmp_path / "sased"), plain, num_mixtures=1)  # its own build: reused
 
     for r in extra[:3]:
         x, sr = sf.read(r["path"])
-        assert sr == SR and rm.MIX_SECONDS[0] <= len(x) / SR <= rm.MIX_SECONDS[1]
+        assert sr == SR and mixtures.MIX_SECONDS[0] <= len(x) / SR <= mixtures.MIX_SECONDS[1]
         labels = r["labels"].split(";")
-        assert 1 <= len(labels) <= rm.EVENTS_PER_MIX[1] and labels == sorted(set(labels))
+        assert 1 <= len(labels) <= mixtures.EVENTS_PER_MIX[1] and labels == sorted(set(labels))
         for k in iso:  # each labelled class is heard from the row's own split, no test event
             if k["split"] == "test":
                 assert match(x, sf.read(k["path"])[0]) < 0.1
@@ -293,7 +299,7 @@ def _sweep(path, seeds, overrides=(), methods=("slat", "wler"), offset=0.0):
 def test_merge_joins_seed_ranges_and_refuses_mixed_sweeps(tmp_path):
     a, b = _sweep(tmp_path / "a.json", [0, 1]), _sweep(tmp_path / "b.json", [2])
     out = str(tmp_path / "ab.json")
-    merged = rm.merge([a, b], out)
+    merged = real_sweeps.merge([a, b], out)
     assert [(r["method"], r["seed"]) for r in merged["runs"]] == [
         ("slat", 0), ("wler", 0), ("slat", 1), ("wler", 1), ("slat", 2), ("wler", 2)]
     d = merged["summary"]["wler_minus_slat"]["long_tagging_mAP"]
@@ -304,12 +310,12 @@ def test_merge_joins_seed_ranges_and_refuses_mixed_sweeps(tmp_path):
         fresh = {**json.load(f), "folds": 0}
     with open(c, "w") as f:
         json.dump(fresh, f)
-    assert rm.merge([out, c], str(tmp_path / "abc.json"))["seeds"] == 4
+    assert real_sweeps.merge([out, c], str(tmp_path / "abc.json"))["seeds"] == 4
     for other in (_sweep(tmp_path / "dup.json", [1]),  # seed 1 twice
                   _sweep(tmp_path / "ovr.json", [3], overrides=["train.epochs=72"])):
         try:
-            rm.merge([a, other], str(tmp_path / "x.json"))
-        except SystemExit as e:
+            real_sweeps.merge([a, other], str(tmp_path / "x.json"))
+        except errors.DataError as e:
             assert other in str(e)
         else:
             raise AssertionError(f"merge accepted {other}")
@@ -318,7 +324,7 @@ def test_merge_joins_seed_ranges_and_refuses_mixed_sweeps(tmp_path):
 def test_merge_against_a_baseline_pairs_the_same_seeds(tmp_path):
     new = _sweep(tmp_path / "new.json", [0, 1, 2])
     old = _sweep(tmp_path / "old.json", [0, 1, 2, 3], offset=0.05)  # seed 3: no pair
-    d = rm.merge([new], str(tmp_path / "out.json"), baseline=old)["against_baseline"]
+    d = real_sweeps.merge([new], str(tmp_path / "out.json"), baseline=old)["against_baseline"]
     assert d["baseline"] == "old.json" and d["wler"]["seeds"] == [0, 1, 2]
     for m in ("slat", "wler"):  # this recipe is 0.05 under the baseline on every seed
         assert np.allclose(d[m]["test_mAP"]["values"], -0.05)
@@ -331,15 +337,15 @@ def test_merge_against_a_baseline_pairs_the_same_seeds(tmp_path):
     j["folds"] = 5
     with open(folds, "w") as f:
         json.dump(j, f)
-    with pytest.raises(SystemExit, match="other folds"):
-        rm.merge([new], str(tmp_path / "x.json"), baseline=folds)
+    with pytest.raises(errors.DataError, match="other folds"):
+        real_sweeps.merge([new], str(tmp_path / "x.json"), baseline=folds)
 
 
 def test_paired_long_tagging_aligns_recordings_and_refuses_two_builds(tmp_path):
-    """bench/paired_long_tagging.py pairs two runs' long predictions recording by recording: the
-    same scores listed in another order differ by exactly 0, and a run that swaps two classes'
-    scores moves by the mAP computed directly; runs of two builds are refused."""
-    import paired_long_tagging as paired
+    """`python -m bench.paired_long_tagging` (wler_jax.analysis.paired) pairs two runs' long
+    predictions recording by recording: the same scores listed in another order differ by
+    exactly 0, and a run that swaps two classes' scores moves by the mAP computed directly; runs
+    of two builds are refused."""
     from wler_jax import evaluate
 
     rng = np.random.default_rng(0)
@@ -376,7 +382,7 @@ def test_paired_long_tagging_aligns_recordings_and_refuses_two_builds(tmp_path):
         assert same[split]["diff"] == 0 and same[split]["diff_ci95"] == [0.0, 0.0]
         assert same[split]["num_recordings"] == 24
         assert moved[split]["diff"] == pytest.approx(want) and abs(want) > 0.05
-    with pytest.raises(SystemExit, match="one build"):
+    with pytest.raises(errors.DataError, match="one build"):
         paired.paired_run(run("other", scores, range(24), build=str(tmp_path)), base)
     assert same["trained_params_max_abs_diff"] is None  # no checkpoints in these workdirs
 
@@ -399,37 +405,58 @@ def test_paired_long_tagging_aligns_recordings_and_refuses_two_builds(tmp_path):
 
 
 def test_override_runs_get_their_own_folder():
-    assert rm.variant_slug([]) == ""
-    assert rm.variant_slug(["train.epochs=72", "model.pooling=a b"]) == (
-        "+train.epochs=72+model.pooling=a_b")
+    slug = real_sweeps.variant_slug
+    assert slug([]) == ""
+    assert slug(["train.epochs=72", "model.pooling=a b"]) == "+train.epochs=72+model.pooling=a_b"
     many = [f"model.field_{i}=value_{i}" for i in range(20)]  # 20 overrides: 450 characters
-    slug = rm.variant_slug(many)
-    assert len(slug) <= 193 and slug != rm.variant_slug(many[:-1] + ["model.field_19=other"])
+    assert len(slug(many)) <= 193 and slug(many) != slug(many[:-1] + ["model.field_19=other"])
+
+
+def _recipe(size: str):
+    """configs/experiments/real_office.py (the benchmark's default recipe) at `size`."""
+    return recipes.load(f"{REAL_OFFICE}:wler,{size}")
 
 
 def test_cpu_runs_train_the_benchmark_epochs_and_width_unless_overridden():
-    default = [f"train.epochs={rm.CPU_EPOCHS}", f"model.width={rm.CPU_WIDTH:g}"]
-    assert rm.run_overrides("cpu", None, []) == default
+    run_overrides = real_sweeps.run_overrides
+    cpu = _recipe("cpu")
+    default = [f"train.epochs={cpu.train.epochs}", f"model.width={cpu.model.width:g}"]
+    assert run_overrides(cpu, "cpu", None, []) == default
     # part 12's runs named their folders with exactly these overrides: the default resumes them
     assert default == ["train.epochs=36", "model.width=0.25"]
-    assert rm.run_overrides("cpu", 10, ["model.width=0.5"]) == [
+    assert run_overrides(cpu, "cpu", 10, ["model.width=0.5"]) == [
         "train.epochs=10", "model.width=0.5"]
-    assert rm.run_overrides("cpu", None, ["train.epochs=8"]) == [default[1], "train.epochs=8"]
-    # the preset's own width adds nothing: the folder of the runs before CPU_WIDTH
-    assert rm.run_overrides("cpu", None, [], width=0.125) == [default[0]]
-    assert rm.run_overrides("cpu", None, [], width=0.5) == [default[0], "model.width=0.5"]
-    assert rm.preset_width("cpu") == 0.125 and rm.preset_width("full") == 1.0
-    assert rm.run_overrides("smoke", None, []) == []  # other sizes keep their preset's epochs
+    assert run_overrides(cpu, "cpu", None, ["train.epochs=8"]) == [default[1], "train.epochs=8"]
+    # the preset's own width adds nothing: the folder of the runs before width 0.25
+    assert run_overrides(cpu, "cpu", None, [], width=0.125) == [default[0]]
+    assert run_overrides(cpu, "cpu", None, [], width=0.5) == [default[0], "model.width=0.5"]
+    assert real_sweeps.preset_width("cpu") == 0.125 and real_sweeps.preset_width("full") == 1.0
+    # other sizes keep their preset's epochs
+    assert run_overrides(_recipe("smoke"), "smoke", None, []) == []
     # the epochs name the folder: a workdir of other epochs is never resumed as this one
-    assert rm.variant_slug(rm.run_overrides("cpu", None, [])) != rm.variant_slug(
-        rm.run_overrides("cpu", 72, []))
+    assert real_sweeps.variant_slug(run_overrides(cpu, "cpu", None, [])) != (
+        real_sweeps.variant_slug(run_overrides(cpu, "cpu", 72, [])))
+
+
+def test_other_recipe_files_name_the_folders_their_runs_had():
+    """The earlier recipes, now files, give the run folders (and JSON overrides) their sweeps
+    were made with, so `--resume` and `--merge` still pair with those runs; a field a recipe
+    sets beyond epochs and width names the folder too."""
+    for name, want in (("real_office_width0125", ["train.epochs=36"]),
+                       ("real_office_72ep", ["train.epochs=72"])):
+        recipe = recipes.load(os.path.join(REPO, "configs", "experiments", f"{name}.py:slat"))
+        assert real_sweeps.run_overrides(recipe, "cpu", None, []) == want, name
+    recipe = _recipe("cpu")
+    recipe.train.ema_decay = 0.999
+    assert real_sweeps.run_overrides(recipe, "cpu", None, ["input.gain_db=3"]) == [
+        "train.epochs=36", "model.width=0.25", "train.ema_decay=0.999", "input.gain_db=3"]
 
 
 def test_k_fold_splits_test_every_source_once_grouped_and_disjoint(tmp_path):
     _fake_sased(str(tmp_path / "sased"))
-    clips, _ = rm.scan_corpus(rm.find_root(str(tmp_path / "sased")))
-    folds = [rm.split_sources(clips, seed=3, folds=2, fold=k) for k in range(2)]
-    assert folds[0] == rm.split_sources(list(reversed(clips)), seed=3, folds=2, fold=0)
+    clips, _ = sased.scan_corpus(sased.find_root(str(tmp_path / "sased")))
+    folds = [sased.split_sources(clips, seed=3, folds=2, fold=k) for k in range(2)]
+    assert folds[0] == sased.split_sources(list(reversed(clips)), seed=3, folds=2, fold=0)
     tested = {}
     for k, splits in enumerate(folds):
         for c in CLASSES:  # 5 sources per class: 3 or 2 test, 1 validation, the rest train
@@ -440,10 +467,10 @@ def test_k_fold_splits_test_every_source_once_grouped_and_disjoint(tmp_path):
                 tested.setdefault(source, []).append(k)
     assert sorted(tested) == sorted({x.source for x in clips})  # every source tested ...
     assert all(len(v) == 1 for v in tested.values())  # ... in exactly one fold
-    assert folds[0] != rm.split_sources(clips, seed=4, folds=2, fold=0)  # seeded
+    assert folds[0] != sased.split_sources(clips, seed=4, folds=2, fold=0)  # seeded
     for bad in (dict(folds=2, fold=2), dict(folds=2, fold=0, fraction=0.5)):
         with pytest.raises(ValueError):
-            rm.split_sources(clips, seed=0, **bad)
+            sased.split_sources(clips, seed=0, **bad)
 
 
 def test_pooled_clip_test_joins_out_of_fold_scores_of_a_complete_round(tmp_path):
@@ -451,12 +478,12 @@ def test_pooled_clip_test_joins_out_of_fold_scores_of_a_complete_round(tmp_path)
     a perfect WLER against a random SLAT wins with an interval above 0; an incomplete round
     is left out."""
     _fake_sased(str(tmp_path / "sased"))
-    names = list(rm.CLASSES)
+    names = list(sased.CLASSES)
     runs, rng = [], np.random.default_rng(0)
     for fold in range(2):
         out = str(tmp_path / f"fold{fold}")
-        rm.build(str(tmp_path / "sased"), out, num_mixtures=1, folds=2, fold=fold)
-        clips = rm.test_clips(out, "weak")
+        mixtures.build(str(tmp_path / "sased"), out, num_mixtures=1, folds=2, fold=fold)
+        clips = mixtures.test_clips(out, "weak")
         for method in ("slat", "wler"):
             workdir = str(tmp_path / f"{method}{fold}")
             os.makedirs(workdir)
@@ -469,9 +496,9 @@ def test_pooled_clip_test_joins_out_of_fold_scores_of_a_complete_round(tmp_path)
                 json.dump({"class_names": names, "results": results, "failed": []}, f)
             runs.append({"method": method, "seed": fold, "workdir": workdir, "build_dir": out,
                          "train_set": "weak"})
-    (r,) = rm.pooled_clip_test(runs, folds=2)
-    clips, _ = rm.scan_corpus(rm.find_root(str(tmp_path / "sased")))
+    (r,) = real_sweeps.pooled_clip_test(runs, folds=2)
+    clips, _ = sased.scan_corpus(sased.find_root(str(tmp_path / "sased")))
     assert r["seeds"] == [0, 1] and r["num_clips"] == len(clips) and r["num_sources"] == 20
     assert r["wler_mAP"] == 1.0 and r["slat_mAP"] < 0.8
     assert r["wler_minus_slat_ci95"][0] > 0
-    assert rm.pooled_clip_test(runs[:3], folds=2) == []  # SLAT alone on fold 1: no round
+    assert real_sweeps.pooled_clip_test(runs[:3], folds=2) == []  # SLAT alone on fold 1: no round

@@ -1,4 +1,5 @@
-"""bench/unit_activity.py counts dead and always-on units from the network's own intermediates.
+"""wler_jax.analysis.unit_activity (`python -m bench.unit_activity`) counts dead and always-on
+units from the network's own intermediates.
 
 A bias far below (above) every pre-activation must make a layer's every channel dead (always
 on), and the counts must cover every conv block and FCv1: if flax's intermediate layout changed
@@ -6,18 +7,12 @@ and a layer went missing, or a count read the wrong tensor, these fail.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import jax
 import numpy as np
 
+from wler_jax.analysis import unit_activity
 from wler_jax.model import networks
 from wler_jax.model.spec import ModelSpec
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
-import unit_activity  # noqa: E402
 
 C = 3
 
