@@ -34,6 +34,7 @@ from wler_jax.model.spec import (
     MODEL_FIELDS_BEFORE_ADDED,
     ModelSpec,
     check_removed_options,
+    model_field,
     resolve_ops,
 )
 from wler_jax.serving import inference
