@@ -1,0 +1,145 @@
+"""The Kitchen20 benchmark's build: sources never cross splits, no test audio in training
+recordings, test backgrounds only under the test recordings, labels that match the events.
+
+The fixture corpus gives every source its own tone frequency and every background its own
+signature, so what went into a written recording can be read back from its spectrum."""
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from wler_jax import errors
+from wler_jax.data import kitchen20
+
+SR = 44_100
+CLASSES = ("blender", "drawer", "peel")
+NUM_SOURCES = 12
+TEST_TONE = 15_000.0  # Hz: the signature of the test background
+BG_SECONDS = 61  # longer than any recording: a looped noise would put lines in every band
+
+
+def _source_freq(k: int) -> float:
+    return 600.0 + 450.0 * k
+
+
+def _fixture(root) -> tuple[str, str, str]:
+    """A Kitchen20-like tree (2 clips per source, 1 s: a 0.5-s tone then silence) and two
+    background folders: white noise for training, white noise + a 15 kHz tone for test."""
+    src = root / "k20"
+    (src / "audio").mkdir(parents=True)
+    t = np.arange(SR) / SR
+    rows = []
+    for k in range(NUM_SOURCES):
+        for take in range(2):
+            wave = np.zeros(SR)  # a Hann-shaped tone: no spectral splatter onto other sources
+            wave[:SR // 2] = 0.3 * np.hanning(SR // 2) * np.sin(
+                2 * np.pi * _source_freq(k) * t[:SR // 2])
+            name = f"audio/{k}-src{k}-{take}.wav"
+            sf.write(src / name, wave.astype(np.float32), SR)
+            rows.append({"category": CLASSES[k % 3], "fold": 1, "path": name, "take": take,
+                         "target": k % 3, "usr_id": f"src{k}"})
+    with open(src / "kitchen20.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    rng = np.random.default_rng(0)
+    train_bg, test_bg = root / "bg_train", root / "bg_test"
+    train_bg.mkdir()
+    test_bg.mkdir()
+    for i in range(2):
+        sf.write(train_bg / f"noise{i}.wav", 0.01 * rng.standard_normal(BG_SECONDS * SR), SR)
+    tb = np.arange(BG_SECONDS * SR) / SR
+    sf.write(test_bg / "tone.wav", 0.01 * rng.standard_normal(BG_SECONDS * SR)
+             + 0.02 * np.sin(2 * np.pi * TEST_TONE * tb), SR)
+    return str(src), str(train_bg), str(test_bg)
+
+
+def _tones(path: str) -> set[float]:
+    """The fixture frequencies (source tones and the test tone) present in a recording."""
+    x, sr = sf.read(path)
+    spec = np.abs(np.fft.rfft(x))
+    freqs = np.fft.rfftfreq(len(x), 1 / sr)
+    floor = np.median(spec)
+    peaks = {f: spec[(freqs > f - 20) & (freqs < f + 20)].max()
+             for f in [_source_freq(k) for k in range(NUM_SOURCES)] + [TEST_TONE]}
+    top = max(peaks.values())
+    return {f for f, p in peaks.items() if p > 30 * floor and p > 0.02 * top}
+
+
+def _rows(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kitchen20")
+    src, train_bg, test_bg = _fixture(root)
+    out = str(root / "build")
+    manifest = kitchen20.build(src, train_bg, test_bg, out, split_seed=3, num_weak=10,
+                               num_mixtures=8)
+    return out, manifest
+
+
+def test_sources_never_cross_splits_and_every_split_is_used(build):
+    out, manifest = build
+    side: dict[str, set] = {}
+    for r in _rows(os.path.join(out, "clips.csv")):
+        side.setdefault(r["source"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in side.values()), side
+    assert {next(iter(s)) for s in side.values()} == {"train", "validation", "test"}
+    assert sum(manifest["clips"].values()) == 2 * NUM_SOURCES
+    assert manifest["weak"] == {"train": 10, "validation": 2}
+
+
+def test_recordings_hold_only_their_splits_sources_and_backgrounds(build):
+    out, _ = build
+    freq_split = {}
+    for r in _rows(os.path.join(out, "clips.csv")):
+        k = int(r["source"][3:])
+        freq_split[_source_freq(k)] = r["split"]
+    heard = {"train": set(), "validation": set(), "test": set()}
+    checks = [("weak_train", "train"), ("weak_validation", "validation"),
+              ("mixtures", "test"), ("mixtures_val", "validation")]
+    for folder, split in checks:
+        for name in sorted(os.listdir(os.path.join(out, folder))):
+            tones = _tones(os.path.join(out, folder, name))
+            assert (TEST_TONE in tones) == (folder == "mixtures"), (folder, name)
+            events = tones - {TEST_TONE}
+            assert {freq_split[f] for f in events} <= {split}, (folder, name, events)
+            heard[split] |= events
+    assert heard["train"] and heard["test"]  # the check saw events at all
+
+
+def test_labels_are_the_union_of_the_placed_events(build):
+    out, _ = build
+    for name in ("mixtures", "mixtures_val"):
+        events: dict[str, set] = {}
+        with open(os.path.join(out, f"{name}_events.tsv")) as f:
+            for row in list(csv.reader(f, delimiter="\t"))[1:]:
+                events.setdefault(row[0], set()).add(row[3])
+        rows = _rows(os.path.join(out, f"{name}.csv"))
+        assert len(rows) == (8 if name == "mixtures" else 4)
+        for r in rows:
+            assert set(filter(None, r["labels"].split(";"))) == events[os.path.basename(r["path"])]
+    weak = _rows(os.path.join(out, "weak.csv"))
+    assert {r["split"] for r in weak} == {"train", "validation", "test"}
+    assert all(r["labels"] in CLASSES for r in weak if r["split"] == "test")  # the clip test split
+
+
+def test_the_build_is_reused_and_a_shared_background_is_refused(build, tmp_path):
+    out, manifest = build
+    p = manifest["params"]
+    stamp = os.path.getmtime(os.path.join(out, "weak.csv"))
+    again = kitchen20.build("/nonexistent", p["backgrounds"], p["test_backgrounds"], out,
+                            split_seed=3, num_weak=10, num_mixtures=8)
+    assert again == manifest and os.path.getmtime(os.path.join(out, "weak.csv")) == stamp
+    with pytest.raises(errors.DataError, match="none of the same file"):
+        kitchen20.build("/nonexistent", p["backgrounds"], p["backgrounds"], str(tmp_path))
+    with pytest.raises(errors.DataError, match="kitchen20.csv"):
+        kitchen20.build(str(tmp_path), p["backgrounds"], p["test_backgrounds"],
+                        str(tmp_path / "b"))
