@@ -111,7 +111,7 @@ def test_vmap_and_impl_choice():
     with pytest.raises(ValueError, match="impl"):
         conv.resolve_impl("cudnn")
     with pytest.raises(ValueError, match="impl"):
-        conv.resolve_impl("auto")  # chosen once per run (models.resolve_ops), never here
+        conv.resolve_impl("auto")  # chosen once per run (spec.resolve_ops), never here
 
 
 def test_wler_train_gradient_matches_plain_conv():

@@ -16,7 +16,7 @@ C = 10
 # Measured (seed 0, width 0.25, tones-and-noise input, 1280 frames): the largest gap between N_T's
 # segment k and N_S on the isolated window [32k, 32k + 128), relative to the largest |logit|.
 # Interior segments differ because N_T's receptive field (190 frames) reaches real neighbours
-# where N_S sees zero padding. Documented in the README.
+# where N_S sees zero padding. Documented in docs/results.md, "Exactness".
 NT_VS_NS_REL_BOUND = 0.3  # measured 0.257
 
 

@@ -41,7 +41,7 @@ def test_forward_and_gradients_match_autodiff(shape, with_bias):
     x, bias, probe = _data(shape)
     b = bias if with_bias else None
     want = _plain(x, b)
-    for impl in pool.IMPLS:  # ("xla", "fused"); the run picks one (models.resolve_ops)
+    for impl in pool.IMPLS:  # ("xla", "fused"); the run picks one (spec.resolve_ops)
         np.testing.assert_array_equal(pool.relu_max_pool_2x2(x, b, impl), want)
         np.testing.assert_array_equal(jax.jit(pool.relu_max_pool_2x2, static_argnums=2)(
             x, b, impl), want)
@@ -125,7 +125,7 @@ def test_impl_choice():
     with pytest.raises(ValueError, match="impl"):
         pool.resolve_impl("cudnn")
     with pytest.raises(ValueError, match="impl"):
-        pool.resolve_impl("auto")  # chosen once per run (models.resolve_ops), never here
+        pool.resolve_impl("auto")  # chosen once per run (spec.resolve_ops), never here
     with pytest.raises(ValueError, match="bias"):
         pool.relu_max_pool_2x2(jnp.zeros((1, 2, 2, 3)), jnp.zeros(4))
 

@@ -3,7 +3,7 @@
 Why: a run compiles one train-step program per length bucket and one evaluation program per
 evaluation bucket. On an H100 the first two bucket shapes took 122 s (autotuning), paid again at
 every start and every resume; on a 2-core CPU a smoke run spends most of its start-up compiling.
-Two measures (bench/README.md, "Compile once", has the numbers):
+Two measures (docs/performance.md, "Compile once", has the numbers):
 
 * `configure(config.compile_cache_dir)`: JAX's persistent compilation cache
   (`jax_compilation_cache_dir`; on GPUs also XLA's per-fusion autotuning cache, which JAX keeps

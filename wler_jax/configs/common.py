@@ -153,18 +153,18 @@ def _eval_config() -> ml_collections.ConfigDict:
 def _apply_size(c: ml_collections.ConfigDict, size: str) -> None:
     """The `cpu` and `smoke` sizes: the compute-bound knobs of the paper's defaults changed."""
     if size in ("cpu", "smoke"):
-        # Measured on the synthetic set (docs/experiments.md, "Learning"): the paper's Adagrad
+        # Measured on the synthetic set (docs/experiments.md, parts 2-4): the paper's Adagrad
         # 1e-3 (with or without dropout 0.5) stays at chance level here, because in this many
         # steps no parameter can move more than lr * sqrt(steps) (~0.04-0.05;
-        # bench/weight_travel.py).
+        # `python -m bench.weight_travel`).
         # Adam, no dropout and one scale per step (4x the optimiser steps for the same compute)
         # learn; a cosine decay after a one-epoch warm-up ends each run on a plateau instead of
         # mid-swing (3 seeds: test mAP 0.629 +- 0.027 at 36 epochs vs 0.542 +- 0.089 with a
         # constant rate over 24), and 2e-3 beat 3e-3 on all 5 seeds (WLER 0.675 +- 0.024 vs
         # 0.639 +- 0.029; docs/experiments.md, "Learning, part 4").
         # The paper's recipe does learn at this width with one recording per step,
-        # input_norm=per_band and an output bias started at the class prior (an option measured
-        # there, since removed), but needs its 150 epochs for it (docs/experiments.md,
+        # input_norm=per_band and an output bias started at the class prior
+        # (model.head_bias_init=prior), but needs its 150 epochs for it (docs/experiments.md,
         # "Learning, part 6").
         c.model.width = 0.125
         c.model.dropout_rate = 0.0

@@ -2,9 +2,9 @@
 
 The network would otherwise see raw dB (about -100 ... +40): large, shifted inputs that, with
 Glorot init, push most conv units to one side of the ReLU at the first steps and leave channels
-dead (docs/experiments.md, "Learning"). The statistics are taken once over every valid frame
-of every training recording at all four scales (padding excluded), and stored with the params
-(`networks.InputNorm`), so prediction applies exactly what training used.
+dead (docs/experiments.md, "What the history found"). The statistics are taken once over every
+valid frame of every training recording at all four scales (padding excluded), and stored with
+the params (`networks.InputNorm`), so prediction applies exactly what training used.
 """
 from __future__ import annotations
 

@@ -227,6 +227,30 @@ def evaluate_tables(tables: Mapping[str, TimeLine], class_names: Sequence[str],
       EvaluationInputError naming the first files without a score table, the unknown classes, ...
     """
     class_names = [str(c) for c in class_names]
+    ids, ignored = _evaluated_ids(tables, class_names, ground_truth, durations, weak_labels)
+    if isinstance(thresholds, Mapping):
+        localisation.class_thresholds(thresholds, class_names)  # names every class
+    durations = _checked_durations(tables, ids, durations)
+    labels = _weak_label_matrix(ids, class_names, ground_truth, weak_labels)
+    clip = _clip_score_matrix(tables, ids, clip_scores)
+    result = clip_metrics(labels, clip, class_names, thresholds=thresholds)
+    result["localisation"] = localisation.localisation_metrics(
+        {i: tables[i] for i in ids}, {i: ground_truth.get(i, []) for i in ids},
+        {i: durations[i] for i in ids}, class_names, threshold=thresholds, psds2=True,
+        event_f1=True)
+    result.update(files=len(ids), ignored_score_tables=len(ignored),
+                  thresholds=dict(thresholds) if isinstance(thresholds, Mapping)
+                  else float(thresholds))
+    return result
+
+
+def _evaluated_ids(tables: Mapping[str, TimeLine], class_names: list[str],
+                   ground_truth: Mapping[str, list], durations: Optional[Mapping[str, float]],
+                   weak_labels: Optional[Mapping[str, list]]) -> tuple[list[str], list[str]]:
+    """(sorted ids the tables name, sorted ids of the score tables they leave out).
+
+    Raises if no file is named, a named file has no score table or a label is not a column.
+    """
     named = set(ground_truth) | set(durations or {}) | set(weak_labels or {})
     ids = sorted(named)
     if not ids:
@@ -247,8 +271,13 @@ def evaluate_tables(tables: Mapping[str, TimeLine], class_names: Sequence[str],
     if unknown:
         raise EvaluationInputError(f"unknown class(es) {unknown[:5]} in the ground truth; the "
                                    f"score tables have {class_names}")
-    if isinstance(thresholds, Mapping):
-        localisation.class_thresholds(thresholds, class_names)  # names every class
+    return ids, ignored
+
+
+def _checked_durations(tables: Mapping[str, TimeLine], ids: list[str],
+                       durations: Optional[Mapping[str, float]]) -> Mapping[str, float]:
+    """The given durations (each table's last offset by default), each within 50 ms of its
+    table's end."""
     if durations is None:
         durations = {i: float(tables[i][1][-1]) for i in ids}
     else:
@@ -260,7 +289,12 @@ def evaluate_tables(tables: Mapping[str, TimeLine], class_names: Sequence[str],
             raise EvaluationInputError(f"{i}: duration {durations[i]:.3f} s but its score table "
                                        f"ends at {tables[i][1][-1]:.3f} s; wrong file or "
                                        "duration?")
+    return durations
 
+
+def _weak_label_matrix(ids: list[str], class_names: list[str], ground_truth: Mapping[str, list],
+                       weak_labels: Optional[Mapping[str, list]]) -> np.ndarray:
+    """[N, C] int64 weak labels: the given ones, or the classes of each file's true events."""
     if weak_labels is None:
         weak = {i: sorted({label for _, _, label in ground_truth.get(i, [])}) for i in ids}
     else:
@@ -268,26 +302,23 @@ def evaluate_tables(tables: Mapping[str, TimeLine], class_names: Sequence[str],
     labels = np.zeros((len(ids), len(class_names)), np.int64)
     for row, i in enumerate(ids):
         labels[row, [class_names.index(c) for c in weak[i]]] = 1
+    return labels
+
+
+def _clip_score_matrix(tables: Mapping[str, TimeLine], ids: list[str],
+                       clip_scores: Optional[Mapping[str, np.ndarray]]) -> np.ndarray:
+    """[N, C] clip scores: each table's highest row, or the given path-keyed clip scores matched
+    to each id by the path's end (exactly one match per id)."""
     if clip_scores is None:
-        clip = np.stack([tables[i][2].max(0) for i in ids])
-    else:
-        by_suffix: dict[str, list] = {}  # every "__"-joined tail of each path id
-        for k in clip_scores:
-            parts = k.split("__")
-            for j in range(len(parts)):
-                by_suffix.setdefault("__".join(parts[j:]), []).append(k)
-        matched = {i: by_suffix.get(i, []) for i in ids}
-        absent = [i for i in ids if len(matched[i]) != 1]
-        if absent:
-            raise EvaluationInputError(f"--clip_scores has no (or more than one) file for "
-                                       f"{', '.join(absent[:5])}")
-        clip = np.stack([clip_scores[matched[i][0]] for i in ids])
-    result = clip_metrics(labels, clip, class_names, thresholds=thresholds)
-    result["localisation"] = localisation.localisation_metrics(
-        {i: tables[i] for i in ids}, {i: ground_truth.get(i, []) for i in ids},
-        {i: durations[i] for i in ids}, class_names, threshold=thresholds, psds2=True,
-        event_f1=True)
-    result.update(files=len(ids), ignored_score_tables=len(ignored),
-                  thresholds=dict(thresholds) if isinstance(thresholds, Mapping)
-                  else float(thresholds))
-    return result
+        return np.stack([tables[i][2].max(0) for i in ids])
+    by_suffix: dict[str, list] = {}  # every "__"-joined tail of each path id
+    for k in clip_scores:
+        parts = k.split("__")
+        for j in range(len(parts)):
+            by_suffix.setdefault("__".join(parts[j:]), []).append(k)
+    matched = {i: by_suffix.get(i, []) for i in ids}
+    absent = [i for i in ids if len(matched[i]) != 1]
+    if absent:
+        raise EvaluationInputError(f"--clip_scores has no (or more than one) file for "
+                                   f"{', '.join(absent[:5])}")
+    return np.stack([clip_scores[matched[i][0]] for i in ids])

@@ -1,8 +1,9 @@
 """A 2-D convolution layer whose kernel gradient is computed as matmuls (fast on XLA:CPU).
 
 Why: XLA:CPU computes a convolution's forward pass and input gradient at near-matmul speed, but
-its kernel (weight) gradient ~5-7x slower (9.6 GFLOP/s against 67 on a 96->128 3x3 layer, see
-bench/README.md); at the paper's widths that one op made the JAX train step slower than PyTorch.
+its kernel (weight) gradient ~5-7x slower (9.6 GFLOP/s against 67 on a 96->128 3x3 layer;
+per-layer figures in docs/performance.md, "CPU train step, part 1"); at the paper's widths that
+one op made the JAX train step slower than PyTorch.
 `Conv` here is `flax.linen.Conv` (NHWC, HWIO kernel, stride 1, same parameter names, shapes,
 initialisers and dtype promotion, identical forward) with a `jax.custom_vjp` on the convolution:
   * forward and input gradient: `lax.conv_general_dilated` and its own VJP, as in nn.Conv;
@@ -18,8 +19,9 @@ initialisers and dtype promotion, identical forward) with a `jax.custom_vjp` on 
 cuDNN's weight gradient is fast), "matmul_grad" (every layer) or "matmul_grad_wide" (the matmul
 kernel gradient for wide layers only, C_in * C_out >= AUTO_MIN_CHANNEL_PRODUCT: with few channels
 the matmuls are thin and memory-bound and XLA's own kernel gradient is as fast or faster, measured
-at widths 0.125 and 0.25, bench/README.md). Which one a run uses is chosen once, where the model
-is built, from the devices of the run (`models.resolve_ops`); nothing here looks at the backend.
+at widths 0.125 and 0.25, docs/performance.md, part 1). Which one a run uses is chosen once, where
+the model is built, from the devices of the run (`spec.resolve_ops`); nothing here looks at the
+backend.
 """
 from __future__ import annotations
 
@@ -34,12 +36,13 @@ from jax import lax
 
 IMPLS = ("xla", "matmul_grad", "matmul_grad_wide")
 # Output positions (B * rows * W_out) per chunk of the kernel gradient's im2col matmuls; ~2048
-# was fastest on XLA:CPU for conv2..conv5 at paper width (bench/README.md).
+# was fastest on XLA:CPU for conv2..conv5 at paper width (docs/performance.md, "CPU train step,
+# part 2").
 KERNEL_GRAD_CHUNK_POSITIONS = 2048
 # "matmul_grad_wide" uses the matmul kernel gradient for layers with at least this C_in * C_out
 # (the paper-width conv2..conv5 and FCv1; none at widths <= 0.25). conv1 (C_in = 1) stays on
 # XLA: its matmul gradient is ~2x faster alone at widths >= 0.5 but the train step did not
-# measurably gain (bench/README.md).
+# measurably gain (docs/performance.md, "CPU train step", parts 1 and 2).
 AUTO_MIN_CHANNEL_PRODUCT = 8192
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -85,7 +88,8 @@ def kernel_grad(x: jax.Array, dy: jax.Array, kernel_hw: Sequence[int], padding: 
     dW += dy_chunk @ patches, in a
     `lax.fori_loop` (a remainder chunk after it). Small chunks keep the patch matrix in cache
     and the matmul's output wide (K*K*C_in columns), which is what XLA:CPU's GEMM is fast at
-    (bench/README.md). By default a chunk holds ~KERNEL_GRAD_CHUNK_POSITIONS output positions.
+    (docs/performance.md, "CPU train step, part 2"). By default a chunk holds
+    ~KERNEL_GRAD_CHUNK_POSITIONS output positions.
 
     Args:
       x: [B, H, W, C_in] the convolution's input.

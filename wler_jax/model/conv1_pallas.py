@@ -4,7 +4,7 @@ forward and backward.
 Why: conv1 runs 1 -> 96 channels over the full 1280 x 128 grid. As separate XLA ops its 96-channel
 output (31 MB per example in bfloat16) is written by the convolution, read by the pool, kept for
 the backward, read again by the pool's backward, the ReLU mask and the kernel gradient: ~160 MB
-per example, the largest part of the step's memory traffic on an H100 (bench/README.md, "GPU
+per example, the largest part of the step's memory traffic on an H100 (docs/performance.md, "GPU
 runs"). Here the kernel reads the 1-channel input (1/96 of that output) and writes only the pooled
 output (a quarter); the backward recomputes the convolution from the input in the same tile (nine
 multiply-adds per output, cheap at one input channel) instead of reading a stored activation, so

@@ -28,7 +28,7 @@ x + bias are not ties here, the larger x gets the gradient, still a maximal elem
 Not to be confused with `wler_jax.model.pooling` (global pooling of segment scores into a clip score):
 this is the local 2x2 pool of each conv block. `impl` is explicit: "fused" (the custom-VJP op,
 fast on XLA:CPU) or "xla" (the plain `max_pool_2x2(relu(x + bias))`, autodiff's gradient, used on
-GPUs and TPUs); the run chooses once where the model is built (`models.resolve_ops`).
+GPUs and TPUs); the run chooses once where the model is built (`spec.resolve_ops`).
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def check_removed_options(model: Mapping[str, Any], what: str) -> None:
 # -- the op choice, once per run -----------------------------------------------------------------
 OP_IMPLS = ("auto", "cpu", "xla")  # config field model.op_impl
 # What each choice means for (conv_impl, pool_impl). "cpu": the matmul kernel gradient on wide
-# layers and the fused ReLU + 2x2 max pool (fast on XLA:CPU, bench/README.md); "xla": plain XLA
+# layers and the fused ReLU + 2x2 max pool (fast on XLA:CPU, docs/performance.md); "xla": plain XLA
 # ops (= flax.linen.Conv and autodiff of the max pool; GPUs and TPUs). Forward results and
 # parameters are identical; only the gradients' implementation (and max-pool tie-breaking) differ.
 OPS = {"cpu": ("matmul_grad_wide", "fused"), "xla": ("xla", "xla")}

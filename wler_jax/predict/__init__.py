@@ -54,8 +54,8 @@ Exit code 1 when any file failed, else 0.
 
 Memory: audio is decoded, down-mixed and resampled (soxr, streaming) block by block and scored
 in chunks of `--chunk_frames` frames, so peak memory does not grow with a recording's length.
-bench/inference_speed.py measures the whole process's peak RSS on the CPU (chunk 2048 frames,
-batch 1): 0.74-0.78 / 0.83-0.85 / 0.87-0.94 GB for 1-min / 10-min / one-hour files at width
+`python -m bench.inference_speed` measures the whole process's peak RSS on the CPU (chunk 2048
+frames, batch 1): 0.74-0.78 / 0.83-0.85 / 0.87-0.94 GB for 1-min / 10-min / one-hour files at width
 0.25 over three runs (0.3 GB of it is Python, JAX and the model before scoring), 1.16 / 1.22 GB
 for 1 / 10 min at width 1.0. The rise with length is not accumulation: resident memory stays
 between 0.69 and 0.83 GB over a 40-minute stream; the peak is two device calls in flight (one
@@ -153,7 +153,7 @@ class Model:
       config: the training config (`ml_collections.ConfigDict`).
       predict_fn: jitted pure `(params, batch) -> {"clip", "segments", "segment_mask"}`
         (`inference.predict` with this model's spec bound).
-      spec: what fixes the network (`models.ModelSpec`).
+      spec: what fixes the network (`spec.ModelSpec`).
       workdir: where it was loaded from.
       embed_fn: jitted pure `(params, batch) -> {"segments", "clip_mean", "clip_max",
         "segment_mask"}`, the FCv1 embeddings (`embeddings.embed` with this model's spec bound).

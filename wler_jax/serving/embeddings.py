@@ -24,7 +24,7 @@ trained on: a linear probe on the mean is the model's own head shape. Concatenat
 sound), 4x the size on disk and for any probe, for little gain.
 
 Padding never changes an embedding: `WLER` masks every conv input to the recording's valid
-length and SLAT's windows are cut from the same masked input (`models.prepare_input`), so a
+length and SLAT's windows are cut from the same masked input (`networks.prepare_input`), so a
 recording's valid-segment embeddings are the same in any batch, at any padding, as alone; the
 pooling sees valid segments only. Invalid segments are 0 in `segments`.
 """

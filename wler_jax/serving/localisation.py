@@ -80,35 +80,10 @@ def grid_scores(segment_probs, num_frames: int, *, reduce: str = "max",
     """
     probs = _check_segment_probs(segment_probs)
     num_frames = int(num_frames)
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    num_segs = probs.shape[0]
-    expected = geometry.num_segments(num_frames)
-    if num_segs != expected:
-        raise ValueError(f"{num_segs} segments given but a recording of {num_frames} frames has "
-                         f"{expected} (S = max(T, 128) // 32 - 3); pass only the valid segments")
-    if reduce not in ("max", "mean"):
-        raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
-
-    num_cells = -(-num_frames // CELL_FRAMES)
-    cells = np.arange(num_cells)
-    # Cell j lies in the windows of segments j-3 .. j (those that exist); cells after the last
-    # covered one (cell S+2, T not a multiple of 32) borrow the last segment's score.
-    covered = np.minimum(cells, num_segs - 1 + _WINDOW_CELLS - 1)
-    idx = covered[:, None] - np.arange(_WINDOW_CELLS)[None, :]  # [K, 4] candidate segments
-    valid = (idx >= 0) & (idx < num_segs)
-    vals = probs[np.clip(idx, 0, num_segs - 1)]  # [K, 4, C]
-    if reduce == "max":
-        scores = np.max(np.where(valid[..., None], vals, -np.inf), axis=1)
-    else:
-        scores = np.sum(np.where(valid[..., None], vals, 0.0), axis=1) / valid.sum(1)[:, None]
-
-    end = num_frames * FRAME_SECONDS if duration is None else float(duration)
-    if not (num_frames - 1) * FRAME_SECONDS - 1e-9 <= end <= num_frames * FRAME_SECONDS + 1e-9:
-        raise ValueError(f"duration {end} s does not fit {num_frames} frames (a recording of n "
-                         f"samples has T = 1 + n // 512 frames, so duration = n / 44100 lies in "
-                         f"[{(num_frames - 1) * FRAME_SECONDS:.6f}, "
-                         f"{num_frames * FRAME_SECONDS:.6f}] s)")
+    _check_grid_args(probs.shape[0], num_frames, reduce)
+    scores = _cell_scores(probs, num_frames, reduce)
+    end = _recording_end(num_frames, duration)
+    cells = np.arange(len(scores))
     onsets = cells * CELL_FRAMES * FRAME_SECONDS
     offsets = np.minimum((cells + 1) * CELL_FRAMES, num_frames) * FRAME_SECONDS
     keep = onsets < end  # only a last cell holding one frame that starts at the end can go
@@ -117,6 +92,44 @@ def grid_scores(segment_probs, num_frames: int, *, reduce: str = "max",
     onsets, offsets, scores = onsets[keep], offsets[keep], scores[keep]
     offsets[-1] = end
     return onsets, offsets, scores
+
+
+def _check_grid_args(num_segs: int, num_frames: int, reduce: str) -> None:
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    expected = geometry.num_segments(num_frames)
+    if num_segs != expected:
+        raise ValueError(f"{num_segs} segments given but a recording of {num_frames} frames has "
+                         f"{expected} (S = max(T, 128) // 32 - 3); pass only the valid segments")
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+
+
+def _cell_scores(probs: np.ndarray, num_frames: int, reduce: str) -> np.ndarray:
+    """[K, C] scores of the K = ceil(T / 32) cells: `reduce` over the segments covering each."""
+    num_segs = probs.shape[0]
+    cells = np.arange(-(-num_frames // CELL_FRAMES))
+    # Cell j lies in the windows of segments j-3 .. j (those that exist); cells after the last
+    # covered one (cell S+2, T not a multiple of 32) borrow the last segment's score.
+    covered = np.minimum(cells, num_segs - 1 + _WINDOW_CELLS - 1)
+    idx = covered[:, None] - np.arange(_WINDOW_CELLS)[None, :]  # [K, 4] candidate segments
+    valid = (idx >= 0) & (idx < num_segs)
+    vals = probs[np.clip(idx, 0, num_segs - 1)]  # [K, 4, C]
+    if reduce == "max":
+        return np.max(np.where(valid[..., None], vals, -np.inf), axis=1)
+    return np.sum(np.where(valid[..., None], vals, 0.0), axis=1) / valid.sum(1)[:, None]
+
+
+def _recording_end(num_frames: int, duration: Optional[float]) -> float:
+    """The recording's end in seconds: `duration`, checked to lie within the last frame, or T
+    frames."""
+    end = num_frames * FRAME_SECONDS if duration is None else float(duration)
+    if not (num_frames - 1) * FRAME_SECONDS - 1e-9 <= end <= num_frames * FRAME_SECONDS + 1e-9:
+        raise ValueError(f"duration {end} s does not fit {num_frames} frames (a recording of n "
+                         f"samples has T = 1 + n // 512 frames, so duration = n / 44100 lies in "
+                         f"[{(num_frames - 1) * FRAME_SECONDS:.6f}, "
+                         f"{num_frames * FRAME_SECONDS:.6f}] s)")
+    return end
 
 
 def median_filter(scores, size: int) -> np.ndarray:
@@ -338,12 +351,27 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
        "num_recordings", "num_recordings_without_events", "ground_truth_dropped",
        "ground_truth_merged"} — floats are plain Python floats.
     """
-    # deferred: sed_scores_eval pulls in dcase_util and friends (seconds); only evaluation needs it
-    from sed_scores_eval import collar_based, intersection_based, segment_based
-    from sed_scores_eval.base_modules.scores import create_score_dataframe
-
     class_names = [str(c) for c in class_names]
     ids = list(predictions)
+    _check_entries(ids, ground_truth, durations)
+    gt, dropped, merged = _cleaned_ground_truth(ids, ground_truth, durations, class_names)
+    kept, excluded = _evaluated_classes(gt, class_names)
+    result = dict(evaluated_classes=kept, excluded_classes=excluded, num_recordings=len(ids),
+                  num_recordings_without_events=sum(1 for i in ids if not gt[i]),
+                  ground_truth_dropped=dropped, ground_truth_merged=merged)
+    if not kept:
+        result.update(_nan_metrics(psds2=psds2, event_f1=event_f1))
+        return result
+    frames = _score_frames(predictions, ids, class_names, kept)
+    thresholds = class_thresholds(threshold, class_names)
+    result.update(_sed_metrics(frames, gt, {i: float(durations[i]) for i in ids},
+                               {c: float(thresholds[class_names.index(c)]) for c in kept},
+                               kept, segment_length, psds2, event_f1, time_decimals))
+    return result
+
+
+def _check_entries(ids: list, ground_truth: Mapping, durations: Mapping) -> None:
+    """Raises unless there are recordings and each has a ground-truth entry and a duration."""
     if not ids:
         raise ValueError("no predictions to evaluate")
     missing_gt = [i for i in ids if i not in ground_truth]
@@ -353,6 +381,10 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
                          f"({len(missing_gt)}); without duration: {missing_dur[:5]} "
                          f"({len(missing_dur)}). Give [] for recordings without events.")
 
+
+def _cleaned_ground_truth(ids: list, ground_truth: Mapping, durations: Mapping,
+                          class_names: list[str]) -> tuple[dict, int, int]:
+    """({id: `_clean_ground_truth` events}, events dropped, events merged away) over all ids."""
     gt, dropped, merged = {}, 0, 0
     for i in ids:
         gt[i], d, m = _clean_ground_truth(ground_truth[i], float(durations[i]), class_names, i)
@@ -360,25 +392,37 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
     if dropped or merged:
         logging.warning("localisation: %d empty ground-truth events dropped, %d overlapping ones "
                         "merged", dropped, merged)
+    return gt, dropped, merged
+
+
+def _evaluated_classes(gt: dict, class_names: list[str]) -> tuple[list[str], list[str]]:
+    """(classes with a true event in `gt`, those without: excluded, with a warning)."""
     with_events = {label for evs in gt.values() for _, _, label in evs}
     kept = [c for c in class_names if c in with_events]
     excluded = [c for c in class_names if c not in with_events]
     if excluded:
         logging.warning("localisation: classes without ground-truth events excluded: %s", excluded)
-    result = dict(evaluated_classes=kept, excluded_classes=excluded, num_recordings=len(ids),
-                  num_recordings_without_events=sum(1 for i in ids if not gt[i]),
-                  ground_truth_dropped=dropped, ground_truth_merged=merged)
+    return kept, excluded
+
+
+def _nan_metrics(*, psds2: bool, event_f1: bool) -> dict:
+    """The metrics' keys with NaN (empty per-class dicts), for a set without true events."""
+    logging.warning("localisation: no class has a ground-truth event; metrics are NaN")
     nan = float("nan")
-    if not kept:
-        logging.warning("localisation: no class has a ground-truth event; metrics are NaN")
-        result.update(segment_f1=nan, segment_f1_per_class={}, segment_precision=nan,
-                      segment_recall=nan, segment_f1_micro=nan, psds1=nan, psds1_per_class={})
-        if psds2:
-            result["psds2"] = nan
-        if event_f1:
-            result.update(event_f1=nan, event_f1_per_class={}, event_precision=nan,
-                          event_recall=nan)
-        return result
+    out = dict(segment_f1=nan, segment_f1_per_class={}, segment_precision=nan,
+               segment_recall=nan, segment_f1_micro=nan, psds1=nan, psds1_per_class={})
+    if psds2:
+        out["psds2"] = nan
+    if event_f1:
+        out.update(event_f1=nan, event_f1_per_class={}, event_precision=nan, event_recall=nan)
+    return out
+
+
+def _score_frames(predictions: Mapping[str, TimeLine], ids: list, class_names: list[str],
+                  kept: list[str]) -> dict:
+    """{id: sed_scores_eval score DataFrame of the `kept` classes}, each time line checked."""
+    # deferred: sed_scores_eval pulls in dcase_util and friends (seconds); only evaluation needs it
+    from sed_scores_eval.base_modules.scores import create_score_dataframe
 
     cols = [class_names.index(c) for c in kept]
     frames = {}
@@ -393,10 +437,16 @@ def localisation_metrics(predictions: Mapping[str, TimeLine],
         timestamps = np.concatenate((onsets, offsets[-1:]))
         frames[i] = _WritableScoreFrame(
             create_score_dataframe(scores[:, cols], timestamps, kept))
-    durs = {i: float(durations[i]) for i in ids}
+    return frames
 
-    thresholds = class_thresholds(threshold, class_names)
-    threshold = {c: float(thresholds[class_names.index(c)]) for c in kept}
+
+def _sed_metrics(frames: dict, gt: dict, durs: dict, threshold: dict, kept: list[str],
+                 segment_length: float, psds2: bool, event_f1: bool, time_decimals: int) -> dict:
+    """Segment F1 and PSDS1 (and PSDS2, event F1 when asked) of the kept classes."""
+    # deferred: sed_scores_eval pulls in dcase_util and friends (seconds); only evaluation needs it
+    from sed_scores_eval import collar_based, intersection_based, segment_based
+
+    result = {}
     f, p, r, _ = segment_based.fscore(frames, gt, durs, threshold, segment_length=segment_length,
                                       time_decimals=time_decimals)
     result.update(segment_f1=float(f["macro_average"]),

@@ -119,7 +119,7 @@ class _Progress:
 
 def run_rngs(seed: int) -> tuple[jax.Array, jax.Array]:
     """(parameter init key, dropout/augmentation base key) of a run with `config.seed` = seed
-    (bench/weight_travel.py rebuilds a run's initial parameters from it)."""
+    (`python -m bench.weight_travel` rebuilds a run's initial parameters from it)."""
     init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
     return init_rng, dropout_rng
 
