@@ -33,7 +33,7 @@ from wler_jax import evaluate, features
 from wler_jax.data.datasets import folder
 from wler_jax.geometry import HOP_LENGTH, N_FFTS, N_MELS
 
-C_GRID = (0.001, 0.01, 0.1, 1.0)  # logistic-regression strengths tried on validation
+C_GRID = (1e-4, 1e-3, 1e-2, 0.1, 1.0)  # logistic-regression strengths tried on validation
 STATISTICS = ("mean", "std", "max")
 NUM_FEATURES = len(N_FFTS) * len(STATISTICS) * N_MELS  # 1,536
 _BUCKET_RATIO = 1.25  # waveforms are zero-padded to a geometric ladder: few compiled shapes
