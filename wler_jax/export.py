@@ -31,7 +31,14 @@ import json
 import os
 from typing import Any, NamedTuple, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import export
+
+from wler_jax import predict
+from wler_jax.geometry import N_FFTS, N_MELS, SAMPLE_RATE
+from wler_jax.serving import inference
 
 HOP = 512
 MIN_FRAMES = 128
@@ -52,14 +59,6 @@ def export_model(workdir_or_model: Any, path: str, *, platforms: Sequence[str] |
     Returns:
       `path`.
     """
-    import jax
-    import jax.numpy as jnp
-    from jax import export
-
-    from wler_jax import predict
-    from wler_jax.geometry import N_FFTS, N_MELS, SAMPLE_RATE
-    from wler_jax.serving import inference
-
     if platforms is None:
         platforms = tuple(dict.fromkeys(("cpu", export.default_export_platform())))
     model = workdir_or_model
@@ -123,9 +122,7 @@ class ExportedModel(NamedTuple):
 
 
 def load_exported(path: str) -> ExportedModel:
-    """Load `export_model`'s output; imports only jax and numpy (no training code)."""
-    from jax import export
-
+    """Load `export_model`'s output (the file itself needs only jax and numpy to run)."""
     with open(path, "rb") as f:
         exported = export.deserialize(bytearray(f.read()))
     with open(path + ".json") as f:
