@@ -53,9 +53,8 @@ class HearModel:
 
     def __init__(self, model: predict.Model):
         self.model = model
-        width = int(np.shape(model.params["fc1"]["kernel"])[-1])  # FCv1's output channels
-        self.scene_embedding_size = width
-        self.timestamp_embedding_size = width
+        self.scene_embedding_size = model.spec.embedding_width  # D: the FCv1 width
+        self.timestamp_embedding_size = model.spec.embedding_width
 
     def __repr__(self) -> str:
         return (f"wler_jax.hear model ({self.model.spec.method}, D={self.scene_embedding_size}, "
