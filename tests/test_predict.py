@@ -376,3 +376,18 @@ def test_written_scores_keep_every_float32_value_and_order(tmp_path):
     reports.write_csv(str(out), [rec], [])
     rows = [r for r in csv.DictReader(open(out)) if r["level"] == "clip"]
     np.testing.assert_array_equal(np.float32([float(r["score"]) for r in rows]), clip)
+
+
+def test_serving_imports_no_training_config_or_data_code():
+    """Loading a model to score recordings (predict, its CLI, embeddings, export, HEAR) never
+    imports the training loop, the config module or the dataset builders."""
+    script = ("import sys\n"
+              "import wler_jax.predict, wler_jax.hear, wler_jax.embed, wler_jax.export\n"
+              "from wler_jax.predict import __main__\n"
+              "from wler_jax.serving import chunked, embeddings, inference, localisation, reports\n"
+              "bad = sorted(m for m in sys.modules if m.split('.')[:2] in\n"
+              "             (['wler_jax', 'training'], ['wler_jax', 'configs'], ['wler_jax', 'data']))\n"
+              "print('OK' if not bad else bad)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.stdout.strip() == "OK", out.stdout + out.stderr[-3000:]
