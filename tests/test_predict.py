@@ -346,6 +346,12 @@ def test_usage_snippet_runs(workdir):
     exec(compile(code.replace("/path/to/workdir", workdir), "USAGE_SNIPPET", "exec"), {})
 
 
+def _python(script: str) -> subprocess.CompletedProcess:
+    """`script` in a fresh interpreter on the CPU (what it imports is what a user's import does)."""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
 def test_importing_the_library_defines_no_flags():
     """Flags live in the entry point (`wler_jax/predict/__main__.py`), not in the library."""
     script = ("from absl import flags\n"
@@ -354,8 +360,7 @@ def test_importing_the_library_defines_no_flags():
               "from wler_jax.predict import __main__\n"
               "assert {'workdir', 'threshold', 'output'} <= set(flags.FLAGS)\n"
               "print('OK')")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    out = _python(script)
     assert "OK" in out.stdout, out.stderr[-3000:]
 
 
@@ -388,6 +393,5 @@ def test_serving_imports_no_training_config_or_data_code():
               "bad = sorted(m for m in sys.modules if m.split('.')[:2] in\n"
               "             (['wler_jax', 'training'], ['wler_jax', 'configs'], ['wler_jax', 'data']))\n"
               "print('OK' if not bad else bad)")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    out = _python(script)
     assert out.stdout.strip() == "OK", out.stdout + out.stderr[-3000:]
