@@ -570,7 +570,7 @@ def test_doc_links_resolve(doc):
     path = os.path.join(REPO, doc)
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    for outside in ("../shared", "/work/"):
+    for outside in (os.pardir + "/shared", "/work/"):  # paths outside the repository
         assert outside not in text, f"{doc} refers to {outside!r}, outside the repository"
     prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
     for target in re.findall(r"\]\(([^)\s]+)\)", prose):
