@@ -29,36 +29,30 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
+from bench.common import load_recipe, repo_env
 from wler_jax import evaluate
-from wler_jax.configs import recipes
+from wler_jax.analysis.real_scoring import long_tags
 from wler_jax.configs.common import apply_override
 from wler_jax.data import kitchen20
 from wler_jax.training import config_check, train
-from wler_jax.training import logmel_baseline as lb
 
 DEFAULT_CONFIG = "configs/experiments/real_office.py:folder,cpu"
 
 
-def long_tagging(workdir: str, out: str, name: str, class_names: list[str]) -> dict:
+def long_tagging(workdir: str, out: str, name: str) -> dict:
     """Tagging mAP of the predict CLI (as users run it) on the build's `name` recordings."""
     pred_json = os.path.join(workdir, f"{name}_predictions.json")
     subprocess.run([sys.executable, "-m", "wler_jax.predict", f"--workdir={workdir}",
-                    f"--output={pred_json}", "--noprogress", os.path.join(out, name)], check=True)
+                    f"--output={pred_json}", "--noprogress", os.path.join(out, name)],
+                   check=True, env=repo_env())
     with open(pred_json) as f:
-        pred = json.load(f)
-    table = lb.read_table(os.path.join(out, f"{name}.csv"))
-    by_file = {os.path.basename(r["file"]): r["scores"] for r in pred["results"]}
-    scores = np.array([[by_file[os.path.basename(p)][c] for c in class_names]
-                       for p in table.paths])
-    y = table.multi_hot(class_names)
-    return {"mAP": evaluate.average_precision(y, scores, class_names)["mAP"],
-            "mAP_ci95": evaluate.bootstrap_map_ci(y, scores)}
+        _, names, labels, scores = long_tags(json.load(f), out, name)
+    return {"mAP": evaluate.average_precision(labels, scores, names)["mAP"],
+            "mAP_ci95": evaluate.bootstrap_map_ci(labels, scores)}
 
 
 def train_run(method: str, seed: int, args) -> dict:
-    config = recipes.load(recipes.join_spec(*recipes.split_spec(args.config), method))
+    config, config_file = load_recipe(args.config, method)
     config.seed = seed
     config.data.path = os.path.join(args.out, f"{args.train_set}.csv")
     config.data.data_dir = os.path.join(args.out, "tfds")
@@ -70,14 +64,13 @@ def train_run(method: str, seed: int, args) -> dict:
         shutil.rmtree(workdir)
     t0 = time.time()
     results = train.train_and_evaluate(config, workdir)
-    run = {"method": method, "seed": seed, "best_epoch": results["best_epoch"],
+    run = {"method": method, "seed": seed, "config_file": config_file,
+           "best_epoch": results["best_epoch"],
            "validation_mAP": results["validation"]["mAP"], "test_mAP": results["test"]["mAP"],
            "test_mAP_ci95": results["test"].get("mAP_ci95"),
            "train_seconds": round(time.time() - t0, 1), "workdir": workdir}
-    with open(os.path.join(workdir, "run.json")) as f:
-        names = json.load(f)["class_names"]
-    run["long_val_tagging"] = long_tagging(workdir, args.out, "mixtures_val", names)
-    run["long_tagging"] = long_tagging(workdir, args.out, "mixtures", names)
+    run["long_val_tagging"] = long_tagging(workdir, args.out, "mixtures_val")
+    run["long_tagging"] = long_tagging(workdir, args.out, "mixtures")
     print(f"[{method} seed {seed}] clip val {run['validation_mAP']:.3f} test "
           f"{run['test_mAP']:.3f}; long val {run['long_val_tagging']['mAP']:.3f} test "
           f"{run['long_tagging']['mAP']:.3f} ({run['train_seconds']:.0f} s)", flush=True)
