@@ -237,6 +237,8 @@ def plan_batches(batcher, num_classes: int, sharding, *, train: bool) -> list[di
     for bucket, rows in shapes:
         empty = input_pipeline.collate([], bucket, np.full(rows, input_pipeline.PADDING_INDEX),
                                        num_classes=num_classes)
+        if train and getattr(batcher, "background", None) is not None:
+            empty["background"] = empty["audio"]  # `_PlanReader`: excerpts of the audio's shape
         out.append({k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
                     for k, v in empty.items()})
     return out

@@ -35,6 +35,7 @@ def get_config(arg=None):
         c.train.learning_rate = 1e-3
         c.train.schedule = "constant"
         c.train.warmup_steps = 0
+        c.train.warmup_epochs = 0.0
         c.train.epochs = 150
         c.train.eval_every_epochs = 10
     return c

@@ -29,6 +29,7 @@ def get_config(arg=None):
         c.train.learning_rate = 2e-3
         c.train.schedule = "cosine"
         c.train.warmup_steps = 77  # one epoch of the synthetic cpu set's bucket plan
+        c.train.warmup_epochs = 0.0  # (the steps above, as recorded)
         c.train.epochs = 36
         c.train.eval_every_epochs = 2
     return c

@@ -61,6 +61,10 @@ def _data_config(dataset: str, size: str) -> ml_collections.ConfigDict:
     d.validation_fold = -1  # urbansound8k / esc50 folds (-1: the builder's default)
     d.test_fold = -1
     d.classes = ""  # audioset: ';'-separated display names ('' = the paper's nine)
+    # A folder of recordings of the site's noise without events (any audio format): training
+    # mixes them into recordings (input.background_prob) and uses them alone as negatives
+    # (input.negative_prob). None: off.
+    d.background = FieldReference(None, field_type=str)
     return d
 
 
@@ -99,6 +103,19 @@ def _input_config() -> ml_collections.ConfigDict:
     i.max_frames = 0  # random training crops to this many frames (0 = whole recordings)
     i.mix_prob = 0.0  # training: mix a recording with its batch neighbour (union label)
     i.gain_db = 0.0  # training: random gain of +-N dB per recording
+    # With data.background set: the probability that a training recording gets a background
+    # excerpt added at an SNR uniform in [low, high] dB, and that it is replaced by an excerpt
+    # alone with an empty label (a negative). Unused without data.background.
+    i.background_prob = 0.5
+    i.background_snr_low_db = 0.0
+    i.background_snr_high_db = 20.0
+    i.negative_prob = 0.1
+    # SpecAugment on the training log-mel: this many frequency masks of up to N mel bands and
+    # time masks of up to N frames per example, filled with the example's mean (0 = off).
+    i.freq_masks = 0
+    i.freq_mask_bands = 16
+    i.time_masks = 0
+    i.time_mask_frames = 32
     i.slat_hop = 128  # SLAT training window hop in frames (window = 128)
     i.slat_eval_hop = 32  # SLAT test windows on N_T's 32-frame segment grid
     i.num_threads = 2  # host threads reading and padding batches (a GPU wants ~8)
@@ -119,6 +136,9 @@ def _train_config() -> ml_collections.ConfigDict:
     t.adagrad_initial_accumulator = 0.0  # Lasagne starts the accumulator at 0
     t.schedule = "constant"  # constant (paper) | cosine (to 0 at the last step)
     t.warmup_steps = 0  # linear warm-up of the learning rate from 0 over N steps
+    # ... or over this many epochs of the run's own training plan (added to warmup_steps), so
+    # the warm-up means the same on a corpus of 200 or 20,000 recordings.
+    t.warmup_epochs = 0.0
     t.clip_norm = 0.0  # > 0: clip the global gradient norm (0 = off)
     # > 0: keep an exponential moving average of the weights (this decay per step, warm start
     # min(decay, (1 + step) / (10 + step))); validation, the best checkpoint and so predict,
@@ -174,11 +194,11 @@ def _apply_size(c: ml_collections.ConfigDict, size: str) -> None:
         c.train.optimizer = "adam"
         c.train.learning_rate = 2e-3
         c.train.schedule = "cosine"
-        c.train.warmup_steps = 77  # one epoch of the synthetic cpu set's bucket plan
+        c.train.warmup_epochs = 1.0  # (77 steps on the synthetic cpu set, as before)
         c.train.eval_every_epochs = 2  # 160 validation recordings cost ~2 training epochs
     if size == "smoke":
         c.train.epochs = 2
-        c.train.warmup_steps = 0
+        c.train.warmup_epochs = 0.0
         c.train.eval_every_epochs = 1
         c.train.checkpoint_every_steps = 3
         c.train.log_every_steps = 2

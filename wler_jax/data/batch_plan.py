@@ -128,7 +128,7 @@ class RecordingBatcher:
     def __init__(self, source=None, *, num_classes: int, frame_budget: int,
                  num_devices: int = 1, ratio: float = 1.5, seed: int = 0, shuffle: bool = True,
                  max_frames: int | None = None, lengths: Sequence[int] | np.ndarray | None = None,
-                 lengths_cache: str | os.PathLike | None = None):
+                 lengths_cache: str | os.PathLike | None = None, background=None):
         """Plans batches for `source`.
 
         Args:
@@ -145,6 +145,8 @@ class RecordingBatcher:
             window of exactly this many frames ((max_frames - 1) * 512 samples).
           lengths: samples per recording, if known (skips the scan).
           lengths_cache: optional `.npy` path caching the scanned lengths.
+          background: optional `data.background.BackgroundBank`: each training batch then also
+            carries one background excerpt per row ("background", `input_pipeline.collate`).
         """
         if num_classes < 1 or frame_budget < 1 or num_devices < 1 or seed < 0:
             raise ValueError("num_classes, frame_budget, num_devices must be >= 1 and seed >= 0; "
@@ -169,6 +171,7 @@ class RecordingBatcher:
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
         self.max_frames = None if max_frames is None else int(max_frames)
+        self.background = background
         self.frames = geometry.num_frames_for_samples(self.lengths)
         self.train_frames = (self.frames if self.max_frames is None
                              else np.minimum(self.frames, self.max_frames))

@@ -21,6 +21,8 @@ Batch format (a dict of numpy arrays, B rows, bucket of F frames, C classes):
   "labels":       float32 [B, C] multi-hot weak labels (zeros for padding rows).
   "weight":       float32 [B]  1 for real recordings, 0 for padding rows.
   "index":        int32   [B]  position of the recording in the source, -1 for padding rows.
+  "background":   int16   [B, F * 512 - 1]  training batches of a batcher with a background
+                  bank only (`data.background`): one excerpt of the site's noise per row.
 The model derives its segment and window masks from "num_frames" (`geometry.segment_mask`,
 `geometry.window_mask`), so no mask travels with the batch.
 """
@@ -120,10 +122,14 @@ class _PlanReader:
         bucket, indices = item
         rows = len(indices) // self.process_count
         indices = indices[self.process_index * rows:(self.process_index + 1) * rows]
-        return collate(self.source, bucket, indices, num_classes=self.batcher.num_classes,
-                       spans=self.batcher.spans(indices, self.epoch),
-                       expected_samples=np.where(indices >= 0,
-                                                 self.batcher.lengths[np.maximum(indices, 0)], 0))
+        batch = collate(self.source, bucket, indices, num_classes=self.batcher.num_classes,
+                        spans=self.batcher.spans(indices, self.epoch),
+                        expected_samples=np.where(indices >= 0,
+                                                  self.batcher.lengths[np.maximum(indices, 0)], 0))
+        if self.epoch is not None and self.batcher.background is not None:
+            batch["background"] = self.batcher.background.excerpts(
+                batch["audio"].shape[1], indices, self.epoch)
+        return batch
 
 
 def train_batches(source, batcher: RecordingBatcher, epoch: int, *, start_batch: int = 0,

@@ -69,9 +69,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= config.model.dropout_rate < 1.0:
         problems.append(f"model.dropout_rate={config.model.dropout_rate} (must be in [0, 1))")
     for field in ("input.num_threads", "input.prefetch", "input.worker_count",
-                  "train.warmup_steps", "train.clip_norm", "input.mix_prob", "input.gain_db"):
+                  "train.warmup_steps", "train.warmup_epochs", "train.clip_norm",
+                  "input.mix_prob", "input.gain_db", "input.freq_masks", "input.freq_mask_bands",
+                  "input.time_masks", "input.time_mask_frames"):
         if _get(config, field) < 0:
             problems.append(f"{field}={_get(config, field)!r} (must be >= 0)")
+    for field in ("input.mix_prob", "input.background_prob", "input.negative_prob"):
+        if not 0.0 <= _get(config, field) <= 1.0:
+            problems.append(f"{field}={_get(config, field)!r} (must be in [0, 1])")
+    if config.input.background_snr_low_db > config.input.background_snr_high_db:
+        problems.append(f"input.background_snr_low_db={config.input.background_snr_low_db} > "
+                        f"input.background_snr_high_db={config.input.background_snr_high_db}")
     if not 0.0 <= config.train.ema_decay < 1.0:
         problems.append(f"train.ema_decay={config.train.ema_decay} (must be in [0, 1))")
     if config.input.max_frames and config.input.max_frames < 128:

@@ -19,8 +19,10 @@ from flax import traverse_util
 from flax.training import train_state
 
 from wler_jax import features as features_lib
-from wler_jax.geometry import N_FFTS, SAMPLE_RATE, from_int16, num_frames_for_samples
+from wler_jax.geometry import N_FFTS, SAMPLE_RATE
 from wler_jax.model.spec import ModelSpec
+from wler_jax.training import augment
+from wler_jax.training.augment import Augmentation, augment_waveforms, spec_augment
 
 
 class TrainState(train_state.TrainState):
@@ -89,56 +91,31 @@ def feature_loss(spec: ModelSpec, params, features: jax.Array, num_frames: jax.A
 
 
 def loss(spec: ModelSpec, params, batch: dict, rng: jax.Array, *, slat_hop: int = 128,
-         step=None, example_norm: float = 0.0) -> tuple[jax.Array, dict]:
+         step=None, example_norm: float = 0.0,
+         aug: Augmentation | None = None) -> tuple[jax.Array, dict]:
     """`feature_loss` on a waveform batch, every scale a separate example (`scale_batch`);
-    `example_norm` is per recording and scale (scaled here by the scales in the step)."""
+    `example_norm` is per recording and scale (scaled here by the scales in the step).
+    `aug`: SpecAugment masks on the log-mel examples (`augment.spec_augment`), when it has any."""
     feats, nf, labels, weight = scale_batch(batch, step=step)
+    if aug is not None and aug.on_features:
+        rng, mask_rng = jax.random.split(rng)
+        feats = spec_augment(feats, nf, mask_rng, aug)
     scales = feats.shape[0] // batch["audio"].shape[0]
     return feature_loss(spec, params, feats, nf, labels, weight, rng, slat_hop=slat_hop,
                         example_norm=example_norm * scales)
 
 
-def augment(batch: dict, rng: jax.Array, *, mix_prob: float = 0.0, gain_db: float = 0.0) -> dict:
-    """Weak-label-safe augmentation of a waveform batch, on the device.
-
-    Mixing: with probability `mix_prob` a recording gets its batch neighbour (roll by one; the
-    batch is one length bucket, so lengths are alike) added at a random -6..0 dB, and its label
-    becomes the union of both labels -- exactly what a weak label of the mixture says (every
-    event of either recording is somewhere in it). Gain: each recording scaled by a uniform
-    +-`gain_db`. Padding rows (weight 0) stay weight 0; lengths become the longer of the two.
-    """
-    if mix_prob <= 0 and gain_db <= 0:
-        return batch
-    k_mix, k_lvl, k_gain = jax.random.split(rng, 3)
-    audio = batch["audio"]
-    if audio.dtype == jnp.int16:
-        audio = from_int16(audio)
-    n, labels, num_frames = batch["num_samples"], batch["labels"], batch["num_frames"]
-    b = audio.shape[0]
-    if mix_prob > 0 and b > 1:
-        real = batch["weight"] > 0
-        mix = jax.random.bernoulli(k_mix, mix_prob, (b,)) & real & jnp.roll(real, -1)
-        level = 10.0 ** (jax.random.uniform(k_lvl, (b,), minval=-6.0, maxval=0.0) / 20.0)
-        audio = audio + jnp.where(mix, level, 0.0)[:, None] * jnp.roll(audio, -1, axis=0)
-        labels = jnp.where(mix[:, None], jnp.maximum(labels, jnp.roll(labels, -1, axis=0)), labels)
-        n = jnp.where(mix, jnp.maximum(n, jnp.roll(n, -1)), n)
-        num_frames = jnp.where(mix, num_frames_for_samples(n), num_frames).astype(num_frames.dtype)
-    if gain_db > 0:
-        gain = 10.0 ** (jax.random.uniform(k_gain, (b,), minval=-gain_db, maxval=gain_db) / 20.0)
-        audio = audio * gain[:, None]
-    return {**batch, "audio": audio, "num_samples": n, "labels": labels, "num_frames": num_frames}
-
-
 def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array,
-                    scales_per_step: str = "all", mix_prob: float = 0.0,
-                    gain_db: float = 0.0, example_norm: float = 0.0,
-                    ema_decay: float = 0.0) -> Callable:
+                    scales_per_step: str = "all", augmentation: Augmentation = augment.NONE,
+                    example_norm: float = 0.0, ema_decay: float = 0.0) -> Callable:
     """(state, batch) -> (state, metrics): one optimiser step; dropout rng folded per step.
 
     `scales_per_step`: "all" (each step trains on all four scales of its recordings, the
     paper's 4x data within every epoch) or "one" (step k trains on scale k % 4 only: a quarter
     of the compute per step, so four times the optimiser steps for the same compute).
     `slat_hop`: hop of SLAT's training windows in frames (unused by WLER).
+    `augmentation`: what is done to each batch's waveforms and log-mel (`augment.Augmentation`;
+    off by default). With background mixing or negatives the batches carry "background" rows.
     `example_norm`: > 0: the loss is the sum over the batch's examples (per scale) divided by
     this constant, not their mean (`feature_loss`).
     `ema_decay`: > 0 updates `state.ema_params` (`ema_update`) after every step; the state must
@@ -149,14 +126,14 @@ def make_train_step(spec: ModelSpec, *, slat_hop: int = 128, base_rng: jax.Array
 
     def loss_fn(params, batch, rng, scale_step):
         return loss(spec, params, batch, rng, slat_hop=slat_hop, step=scale_step,
-                    example_norm=example_norm)
+                    example_norm=example_norm, aug=augmentation)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(base_rng, state.step)
         scale_step = state.step if scales_per_step == "one" else None
-        if mix_prob > 0 or gain_db > 0:  # `augment`; off by default
+        if augmentation.on_waveforms:  # off by default
             rng, aug_rng = jax.random.split(rng)
-            batch = augment(batch, aug_rng, mix_prob=mix_prob, gain_db=gain_db)
+            batch = augment_waveforms(batch, aug_rng, augmentation)
         (value, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch, rng, scale_step)
         state = state.apply_gradients(grads=grads)
