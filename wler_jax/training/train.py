@@ -29,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 from wler_jax import checkpoints, compile_cache, errors, evaluate
 from wler_jax.configs.common import FIELDS_BEFORE_ADDED
 from wler_jax.data import input_pipeline, input_stats, splits
+from wler_jax.data.background import BackgroundBank
 from wler_jax.model import networks
 from wler_jax.model.spec import (
     MODEL_FIELDS_BEFORE_ADDED,
@@ -39,6 +40,7 @@ from wler_jax.model.spec import (
 )
 from wler_jax.serving import inference
 from wler_jax.training import calibration, distributed, steps, transfer
+from wler_jax.training.augment import Augmentation
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
 # train.ema_decay: on or off changes what the checkpointed state holds.
@@ -215,7 +217,8 @@ def set_up(config: ml_collections.ConfigDict, workdir: str
     batchers = make_batchers(config, sources, len(class_names))
     steps_per_epoch = [batchers["train"].num_batches(e) for e in range(config.train.epochs)]
     init_rng, dropout_rng = run_rngs(config.seed)
-    state = create_train_state(config, spec, init_rng, sum(steps_per_epoch), replicated)
+    state = create_train_state(config, spec, init_rng, sum(steps_per_epoch), replicated,
+                               warmup_steps=warmup_steps(config, steps_per_epoch))
     ckpt = checkpoints.Checkpointer(workdir)
     state, meta = restore_or_initialize(config, workdir, spec, state, ckpt, sources,
                                         class_names, replicated)
@@ -256,23 +259,44 @@ def _write_run_file(workdir: str, config: ml_collections.ConfigDict, class_names
 
 def make_batchers(config: ml_collections.ConfigDict, sources: dict, num_classes: int) -> dict:
     """Each split's batch plan: length buckets under `input.frame_budget` for every device;
-    train shuffled per epoch (and cropped with `input.max_frames`), the others in order."""
+    train shuffled per epoch (and cropped with `input.max_frames`; with background excerpts
+    when the augmentation uses `data.background`), the others in order."""
+    bank = None
+    if Augmentation.from_config(config).uses_background:
+        bank = BackgroundBank(config.data.background, seed=config.seed)
     return {split: input_pipeline.RecordingBatcher(
         src, num_classes=num_classes, frame_budget=config.input.frame_budget,
         num_devices=jax.device_count(), ratio=config.input.bucket_ratio, seed=config.seed,
         shuffle=(split == "train"), max_frames=(config.input.max_frames or None) if split == "train"
-        else None) for split, src in sources.items()}
+        else None, background=bank if split == "train" else None)
+        for split, src in sources.items()}
+
+
+def warmup_steps(config: ml_collections.ConfigDict, steps_per_epoch: list[int]) -> int:
+    """`train.warmup_steps` plus `train.warmup_epochs` of this run's own plan (its mean steps
+    per epoch), so that a warm-up given in epochs means the same on any corpus size."""
+    per_epoch = sum(steps_per_epoch) / max(len(steps_per_epoch), 1)
+    extra = round(config.train.get("warmup_epochs", 0.0) * per_epoch)
+    total = config.train.warmup_steps + extra
+    if extra:
+        logging.info("learning-rate warm-up: %d step(s) (%g epoch(s) of %.1f steps%s)", total,
+                     config.train.warmup_epochs, per_epoch,
+                     f" + {config.train.warmup_steps}" if config.train.warmup_steps else "")
+    return total
 
 
 def create_train_state(config: ml_collections.ConfigDict, spec: ModelSpec, init_rng: jax.Array,
-                       total_steps: int, replicated: NamedSharding) -> steps.TrainState:
-    """Fresh parameters and the optimiser (its schedule over `total_steps`, frozen subtrees),
-    replicated; with `train.ema_decay` > 0 a state that holds the moving average too."""
+                       total_steps: int, replicated: NamedSharding, *,
+                       warmup_steps: int | None = None) -> steps.TrainState:
+    """Fresh parameters and the optimiser (its schedule over `total_steps` after `warmup_steps`,
+    default `train.warmup_steps`; frozen subtrees), replicated; with `train.ema_decay` > 0 a
+    state that holds the moving average too."""
     tx = steps.make_optimizer(
         config.train.optimizer, config.train.learning_rate,
         adagrad_eps=config.train.adagrad_eps,
         adagrad_initial_accumulator=config.train.adagrad_initial_accumulator,
-        total_steps=total_steps, warmup_steps=config.train.warmup_steps,
+        total_steps=total_steps,
+        warmup_steps=config.train.warmup_steps if warmup_steps is None else warmup_steps,
         schedule=config.train.schedule, clip_norm=config.train.clip_norm,
         frozen=(("input_norm",) if spec.input_norm else ()) + transfer.freeze_paths(config))
     state = jax.jit(lambda r: steps.TrainState.create(apply_fn=None, params=spec.init(r), tx=tx),
@@ -351,8 +375,7 @@ def make_step_functions(config: ml_collections.ConfigDict, spec: ModelSpec,
     train_step = jax.jit(steps.make_train_step(spec, slat_hop=config.input.slat_hop,
                                                base_rng=dropout_rng,
                                                scales_per_step=config.train.scales_per_step,
-                                               mix_prob=config.input.mix_prob,
-                                               gain_db=config.input.gain_db,
+                                               augmentation=Augmentation.from_config(config),
                                                example_norm=example_norm,
                                                ema_decay=config.train.ema_decay),
                          donate_argnums=0)
