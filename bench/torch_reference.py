@@ -8,7 +8,7 @@ Flax NHWC kernels (HWIO) map onto PyTorch's OIHW with the same spatial orientati
 Identical to the JAX models (docs/design.md §2-3): conv 3x3 SAME (padding 1) + ReLU + 2x2 max pool
 (floor: a trailing odd row/column is dropped) five times, 96/128/128/256/256 channels (scaled by
 `width` exactly like `wler_jax.model.networks.scaled`); N_W masks every conv input to the example's
-valid length at that resolution and pads input like `models.prepare_input`, then dropout 0.5 ->
+valid length at that resolution and pads input like `wler_jax.model.networks.prepare_input`, then dropout 0.5 ->
 FCv1 4x4 VALID -> ReLU -> dropout 0.5 -> FCv2 1x1 -> masked global max over segments; N_S
 flattens 4x4xC5 -> dropout -> Dense -> ReLU -> dropout -> Dense. Loss: BCE with logits averaged
 over classes (Eq. 2), then a weighted mean over examples (weight-0 rows never count).
@@ -44,7 +44,7 @@ from wler_jax.model.networks import HEAD_SIZE, PAPER_FILTERS, PAPER_HIDDEN, scal
 
 
 def prepare_input(features: torch.Tensor, num_frames: torch.Tensor):
-    """`models.prepare_input` in PyTorch: [B, T, 128] -> ([B, max(T, 128), 128], effective [B])."""
+    """`wler_jax.model.networks.prepare_input` in PyTorch: [B, T, 128] -> ([B, max(T, 128), 128], effective [B])."""
     t = features.shape[1]
     if t < SEGMENT_FRAMES:
         features = F.pad(features, (0, 0, 0, SEGMENT_FRAMES - t))
@@ -129,7 +129,7 @@ def _t(a, device) -> torch.Tensor:
 
 
 def load_flax_params(model: nn.Module, params: dict) -> None:
-    """Copy Flax params of `models.WLER` / `models.SegmentNet` into the PyTorch twin (exactly)."""
+    """Copy Flax params of `wler_jax.model.networks.WLER` / `wler_jax.model.networks.SegmentNet` into the PyTorch twin (exactly)."""
     device = next(model.parameters()).device
     with torch.no_grad():
         for i, conv in enumerate(model.conv_stack.convs):
