@@ -64,7 +64,8 @@ def check_content_type(content_type: Optional[str]) -> None:
                                "Opus), MP3 or AIFF")
     if not (base.startswith("audio/") or base in GENERIC_TYPES):
         raise UploadError(415, f"expected an audio file (Content-Type audio/* or "
-                               f"application/octet-stream), got {base or 'no Content-Type'}")
+                               f"application/octet-stream), got {base or 'no Content-Type'}; "
+                               "with curl: -H 'Content-Type: audio/wav' --data-binary @FILE")
 
 
 def safe_name(name: Optional[str]) -> str:
@@ -175,7 +176,8 @@ class UploadScorer:
         try:
             info = sf.info(path)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-            raise UploadError(422, f"{name}: cannot be decoded as audio ({e})") from e
+            raise UploadError(422, f"{name}: cannot be decoded as audio "
+                                   f"({str(e).replace(path, name)})") from e
         if info.samplerate <= 0 or info.frames <= 0:
             raise UploadError(422, f"{name}: contains zero samples")
         seconds = math.ceil(info.frames * geometry.SAMPLE_RATE / info.samplerate) \
