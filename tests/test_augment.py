@@ -194,3 +194,18 @@ def test_config_turns_background_on_only_with_a_folder_and_warmup_counts_epochs(
     c.train.warmup_steps = 5
     c.train.warmup_epochs = 0.5
     assert train.warmup_steps(c, [40, 41, 42]) == 5 + 20
+
+
+def test_run_batchers_get_the_bank_for_training_only(tmp_path):
+    _write(tmp_path / "noise.wav", 2.0)
+    source = [{"audio": np.full(20_000, 3, np.int16), "labels": [1], "id": "a"}]
+    c = common.base_config("wler", "folder,cpu")
+    assert all(b.background is None for b in train.make_batchers(
+        c, {"train": source, "validation": source}, 2).values())
+    c.data.background = str(tmp_path)
+    batchers = train.make_batchers(c, {"train": source, "validation": source}, 2)
+    assert isinstance(batchers["train"].background, BackgroundBank)
+    assert batchers["validation"].background is None
+    c.data.background = str(tmp_path / "nowhere")
+    with pytest.raises(errors.DataError, match="nowhere"):
+        train.make_batchers(c, {"train": source}, 2)
