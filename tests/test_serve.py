@@ -59,7 +59,7 @@ def server(workdir):
 
 def wav_bytes(seconds: float, sr: int = SAMPLE_RATE, seed: int = 0, channels: int = 1,
               subtype: str = "PCM_16") -> bytes:
-    x = tones_and_noise(int(round(seconds * SAMPLE_RATE)), seed=seed)
+    x = tones_and_noise(round(seconds * SAMPLE_RATE), seed=seed)
     if sr != SAMPLE_RATE:
         x = x[::SAMPLE_RATE // sr][:int(seconds * sr)]
     if channels > 1:
@@ -129,15 +129,15 @@ def test_concurrent_requests_of_any_length_compile_nothing_after_warmup(server):
 
 
 @pytest.mark.parametrize("body, content_type, status, message", [
-    (b"hello", "text/plain", 415, "expected an audio file (Content-Type audio/* or "
-                                  "application/octet-stream), got text/plain"),
+    (b"hello", "text/plain", 415, ("expected an audio file (Content-Type audio/* or "
+                                   "application/octet-stream), got text/plain")),
     (b"\x1aE\xdf\xa3", "audio/webm;codecs=opus", 415, "audio/webm cannot be decoded here"),
     (b"", "audio/wav", 400, "no audio received: the request body is empty"),
-    (b"RIFF" + bytes(range(256)) * 4, "audio/wav", 422, "rec.wav: cannot be decoded as audio "
-                                                        "(Error opening 'rec.wav': Format not"),
+    (b"RIFF" + bytes(range(256)) * 4, "audio/wav", 422, ("rec.wav: cannot be decoded as audio "
+                                                         "(Error opening 'rec.wav': Format not")),
     ("nan", "audio/wav", 422, "rec.wav: contains non-finite (NaN/inf) samples"),
-    ("long", "application/octet-stream", 413, "rec.wav: the recording is 12.5 s long; this "
-                                              "server scores at most 12.0 s (--max_seconds)"),
+    ("long", "application/octet-stream", 413, ("rec.wav: the recording is 12.5 s long; this "
+                                               "server scores at most 12.0 s (--max_seconds)")),
     ("big", "audio/wav", 413, "the upload is larger than 2 MB (--max_upload_mb)"),
 ])
 def test_refusals_are_4xx_with_one_line(server, body, content_type, status, message):
