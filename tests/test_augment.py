@@ -209,3 +209,9 @@ def test_run_batchers_get_the_bank_for_training_only(tmp_path):
     c.data.background = str(tmp_path / "nowhere")
     with pytest.raises(errors.DataError, match="nowhere"):
         train.make_batchers(c, {"train": source}, 2)
+    # ... and the config check names it before any dataset is built
+    from wler_jax.training import config_check
+    c.input.negative_prob = 1.5
+    with pytest.raises(errors.ConfigError, match="nowhere.*not a folder") as e:
+        config_check.validate(c)
+    assert "input.negative_prob=1.5" in str(e.value)

@@ -5,6 +5,8 @@ not know which values make sense; `flags_parser` and `validate` turn both into o
 """
 from __future__ import annotations
 
+import os
+
 import ml_collections
 from absl import flags
 
@@ -84,6 +86,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         problems.append(f"train.ema_decay={config.train.ema_decay} (must be in [0, 1))")
     if config.input.max_frames and config.input.max_frames < 128:
         problems.append(f"input.max_frames={config.input.max_frames} (0 or >= 128)")
+    if config.data.get("background") and not os.path.isdir(config.data.background):
+        problems.append(f"data.background={config.data.background!r} (not a folder)")
     if config.data.name == "folder" and not config.data.path:
         problems.append("data.path is required for the folder dataset "
                         "(--config.data.path=FOLDER_OR_CSV)")
