@@ -1,10 +1,13 @@
 """`python -m wler_jax.serve`: predict's record over HTTP, refusals with one-line messages, no
 compilation after warm-up whatever the lengths, and the page in a real headless Chromium."""
 import concurrent.futures
+import contextlib
+import glob
 import io
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 import urllib.error
@@ -35,14 +38,9 @@ def workdir(tmp_path_factory):
     return make_workdir(tmp_path_factory.mktemp("serve_workdir"), seed=7)
 
 
-@pytest.fixture(scope="module")
-def server(workdir):
-    """The app on a free loopback port (uvicorn in a thread), around one warmed-up scorer."""
-    scorer = uploads.UploadScorer(predict.load_model(workdir),
-                                  uploads.Limits(MAX_BYTES, MAX_SECONDS), threshold=0.5,
-                                  chunk_frames=CHUNK_FRAMES)
-    scorer.warm_up()
-    web = app_lib.create_app(scorer, workers=2, max_pending=8)
+@contextlib.contextmanager
+def serving(web):
+    """The app's URL on a free loopback port (uvicorn in a thread) while inside."""
     srv = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -50,10 +48,22 @@ def server(workdir):
     while not srv.started:
         assert time.time() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield {"url": f"http://127.0.0.1:{port}", "scorer": scorer}
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(workdir):
+    """The app around one warmed-up scorer, served on the loopback address."""
+    scorer = uploads.UploadScorer(predict.load_model(workdir),
+                                  uploads.Limits(MAX_BYTES, MAX_SECONDS), threshold=0.5,
+                                  chunk_frames=CHUNK_FRAMES)
+    scorer.warm_up()
+    with serving(app_lib.create_app(scorer, workers=2, max_pending=8)) as url:
+        yield {"url": url, "scorer": scorer}
     scorer.compiles.close()
 
 
@@ -152,11 +162,13 @@ def test_refusals_are_4xx_with_one_line(server, body, content_type, status, mess
     elif body == "big":
         body = bytes(MAX_BYTES + 1)
     before = get(server["url"] + "/api/status")["requests"]
+    temporary = set(glob.glob(os.path.join(tempfile.gettempdir(), "wler_upload_*")))
     got, doc = post(server["url"], body, content_type)
     assert got == status and set(doc) == {"error"}, doc
     assert doc["error"].startswith(message) and "\n" not in doc["error"], doc
     assert "wler_upload_" not in doc["error"]  # the server's temporary file is not shown
     assert get(server["url"] + "/api/status")["requests"] == before
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "wler_upload_*"))) <= temporary
 
 
 def test_page_in_headless_chromium(server, tmp_path):
@@ -210,11 +222,12 @@ def test_page_in_headless_chromium(server, tmp_path):
             assert page.text_content("#error").startswith(
                 "HTTP 415: expected an audio file (Content-Type audio/* or "
                 "application/octet-stream), got text/plain;")
-            big = tmp_path / "big.wav"
-            big.write_bytes(bytes(MAX_BYTES + 10))
+            big = tmp_path / "big.wav"  # refused by the page before uploading
+            big.write_bytes(bytes(MAX_BYTES + 300_000))
             page.set_input_files("#file", str(big))
-            page.wait_for_function("document.getElementById('error').textContent.includes('413')")
-            assert "larger than 2 MB" in page.text_content("#error")
+            page.wait_for_function("document.getElementById('error').textContent.includes('big')")
+            assert page.text_content("#error").startswith(
+                "big.wav is 2.3 MB; this server accepts at most 2.0 MB (--max_upload_mb)")
 
             page.click("#record")
             page.wait_for_function("document.getElementById('status').textContent.startsWith('recording 1.')")
@@ -225,3 +238,37 @@ def test_page_in_headless_chromium(server, tmp_path):
             assert not errors, errors
         finally:
             browser.close()
+
+
+class _BlockingScorer:
+    """Stands in for UploadScorer: each upload waits until `release` is set."""
+
+    limits = uploads.Limits(1000, 5.0)
+
+    def __init__(self):
+        self.release, self.entered = threading.Event(), threading.Event()
+
+    def status(self):
+        return {}
+
+    def score_file(self, path, name):
+        self.entered.set()
+        assert self.release.wait(30)
+        with open(path, "rb") as f:
+            return {"name": name, "bytes": len(f.read())}
+
+
+def test_event_loop_answers_while_scoring_and_refuses_past_max_pending():
+    """An upload being scored (in a worker thread) leaves the server answering: /api/status
+    reports it pending, and one more upload than --max_pending is refused with 503 at once."""
+    scorer = _BlockingScorer()
+    with serving(app_lib.create_app(scorer, workers=1, max_pending=1)) as url, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, url, b"abc", name="a.wav")
+        assert scorer.entered.wait(30)
+        assert get(url + "/api/status") == {"pending": 1}
+        assert post(url, b"def") == (503, {"error": "the server is busy (1 uploads in progress); "
+                                                     "try again in a moment"})
+        scorer.release.set()
+        assert first.result(30) == (200, {"name": "a.wav", "bytes": 3})
+        assert get(url + "/api/status") == {"pending": 0}

@@ -31,6 +31,9 @@ from wler_jax.serve import page
 from wler_jax.serve.uploads import UploadError, UploadScorer, check_content_type, safe_name
 
 
+DRAIN_FACTOR = 2  # a body up to this many times the byte limit is read to the end, then refused
+
+
 def create_app(scorer: UploadScorer, *, workers: int = 2, max_pending: int = 32) -> Starlette:
     """The web application around one warmed-up `scorer`.
 
@@ -83,6 +86,8 @@ async def _receive(request: Request, max_bytes: int, suffix: str = "") -> str:
                                  "send a shorter or compressed (FLAC, OGG) recording")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        if int(declared) <= DRAIN_FACTOR * max_bytes:
+            await _drain(request, int(declared))
         raise too_large
     fd, path = tempfile.mkstemp(prefix="wler_upload_", suffix=suffix)
     received = 0
@@ -91,6 +96,7 @@ async def _receive(request: Request, max_bytes: int, suffix: str = "") -> str:
             async for chunk in request.stream():
                 received += len(chunk)
                 if received > max_bytes:
+                    await _drain(request, (DRAIN_FACTOR - 1) * max_bytes)
                     raise too_large
                 f.write(chunk)
         if received == 0:
@@ -99,6 +105,17 @@ async def _receive(request: Request, max_bytes: int, suffix: str = "") -> str:
         os.unlink(path)
         raise
     return path
+
+
+async def _drain(request: Request, budget: int) -> None:
+    """Read and drop up to `budget` more bytes of the body before refusing it: a server that
+    answers and closes while the client is still sending resets the connection, and the client
+    (urllib, a browser) then reports a broken pipe instead of the 413's message. Bodies beyond
+    `DRAIN_FACTOR` times the limit are not read (their senders may see the reset)."""
+    async for chunk in request.stream():
+        budget -= len(chunk)
+        if budget <= 0:
+            return
 
 
 def _error(status: int, message: str) -> JSONResponse:

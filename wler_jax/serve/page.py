@@ -93,6 +93,12 @@ async function loadInfo() {
 
 async function upload(blob, name) {
   clearError();
+  if (info && blob.size > info.limits.max_bytes) {  // the server would refuse it (413): say so now
+    showError(`${name} is ${fmtBytes(blob.size)}; this server accepts at most ` +
+      `${fmtBytes(info.limits.max_bytes)} (--max_upload_mb): send a shorter or compressed (FLAC, OGG) recording`);
+    $("results").hidden = true;
+    return;
+  }
   $("status").textContent = `scoring ${name} (${fmtBytes(blob.size)})...`;
   const started = performance.now();
   let r;
