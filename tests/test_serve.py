@@ -222,6 +222,13 @@ def test_page_in_headless_chromium(server, tmp_path):
             assert page.text_content("#error").startswith(
                 "HTTP 415: expected an audio file (Content-Type audio/* or "
                 "application/octet-stream), got text/plain;")
+            corrupt = tmp_path / "corrupt.wav"
+            corrupt.write_bytes(b"RIFF" + bytes(1000))
+            page.set_input_files("#file", str(corrupt))
+            page.wait_for_function("document.getElementById('error').textContent.includes('422')")
+            assert page.text_content("#error").startswith(
+                "HTTP 422: corrupt.wav: cannot be decoded as audio (Error opening 'corrupt.wav'")
+            assert page.is_hidden("#results")
             big = tmp_path / "big.wav"  # refused by the page before uploading
             big.write_bytes(bytes(MAX_BYTES + 300_000))
             page.set_input_files("#file", str(big))
