@@ -18,6 +18,13 @@ published figures used). Nothing is downloaded and no audio enters the repositor
 tuned on this corpus) and scores the clip test split (results.json) and the long validation and
 test recordings (the predict CLI, as users run it: tagging mAP with a bootstrap interval). The
 log-mel statistics baseline on the same tables: `python -m bench.baselines`.
+
+  python -m bench.kitchen20 --merge A.json B.json [--baseline=bench/results/baseline_...json] \
+      [--train_set=clips] --json=OUT.json
+
+joins the runs of several `--train` JSONs of one recipe (seeds run apart) and adds per method the
+mean, std and 95 % t-interval over seeds of every figure, with the baseline's figures for the
+same training table beside them and the per-seed differences against it.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ import time
 from bench.common import load_recipe, repo_env
 from wler_jax import evaluate
 from wler_jax.analysis.real_scoring import long_tags
+from wler_jax.analysis.seed_summary import FIGURES, merge
 from wler_jax.configs.common import apply_override
 from wler_jax.data import kitchen20
 from wler_jax.training import config_check, train
@@ -77,7 +85,31 @@ def train_run(method: str, seed: int, args) -> dict:
     return run
 
 
+def _print_summary(merged: dict) -> None:
+    fmt = lambda iv: (f"{iv['mean']:.3f} ± {iv['std']:.3f} [{iv['ci95'][0]:.3f}, "
+                      f"{iv['ci95'][1]:.3f}]" if iv["n"] > 1 else f"{iv['mean']:.3f}")
+    for method, s in merged["summary"].items():
+        print(f"{method} ({len(s['seeds'])} seeds): " + "; ".join(
+            f"{name} {fmt(s[name])}" for name in FIGURES))
+        for name in ("clip_test", "long_test"):
+            if f"{name}_minus_baseline" in s:
+                print(f"  {name} - baseline {merged['baseline'][name]:.3f}: "
+                      f"{fmt(s[name + '_minus_baseline'])}")
+
+
 def main() -> None:
+    if "--merge" in sys.argv:
+        p = argparse.ArgumentParser(description="join --train JSONs of one recipe")
+        p.add_argument("--merge", nargs="+", required=True)
+        p.add_argument("--baseline", default=None)
+        p.add_argument("--train_set", default="weak", choices=("weak", "clips"))
+        p.add_argument("--json", required=True)
+        args = p.parse_args()
+        merged = merge(args.merge, args.baseline, args.train_set)
+        _print_summary(merged)
+        with open(args.json, "w") as f:
+            json.dump(merged, f, indent=1)
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, help="local copy of marc-moreaux/kitchen20")
     p.add_argument("--backgrounds", required=True,

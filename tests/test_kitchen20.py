@@ -6,6 +6,7 @@ signature, so what went into a written recording can be read back from its spect
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -143,3 +144,41 @@ def test_the_build_is_reused_and_a_shared_background_is_refused(build, tmp_path)
     with pytest.raises(errors.DataError, match="kitchen20.csv"):
         kitchen20.build(str(tmp_path), p["backgrounds"], p["test_backgrounds"],
                         str(tmp_path / "b"))
+
+
+def _sweep(path, seeds, *, overrides=("model.width=0.25",), train_set="clips"):
+    runs = [{"method": "wler", "seed": s, "test_mAP": 0.5 + 0.01 * s,
+             "validation_mAP": 0.4 + 0.01 * s, "long_tagging": {"mAP": 0.3 + 0.02 * s},
+             "long_val_tagging": {"mAP": 0.35}} for s in seeds]
+    with open(path, "w") as f:
+        json.dump({"config_file": "configs/experiments/real_office.py:folder,cpu",
+                   "overrides": list(overrides), "args": {"train_set": train_set},
+                   "runs": runs}, f)
+    return str(path)
+
+
+def test_seed_summary_joins_runs_apart_and_sets_them_beside_the_baseline(tmp_path):
+    from wler_jax.analysis.seed_summary import merge
+    baseline = tmp_path / "base.json"
+    with open(baseline, "w") as f:
+        json.dump({"settings": {"clips": {"clip_test": {"mAP": 0.45, "mAP_ci95": [0.4, 0.5]},
+                                          "long_tagging": {"mAP": 0.32, "mAP_ci95": [0.3, 0.4]}},
+                                "weak": {}}}, f)
+    a, b = _sweep(tmp_path / "a.json", [0]), _sweep(tmp_path / "b.json", [1, 2])
+    out = merge([a, b], str(baseline), "clips")
+    s = out["summary"]["wler"]
+    assert s["seeds"] == [0, 1, 2] and s["clip_test"]["n"] == 3
+    assert s["clip_test"]["mean"] == pytest.approx(0.51)
+    assert s["clip_test_minus_baseline"]["per_seed"] == pytest.approx([0.05, 0.06, 0.07])
+    assert s["clip_test_minus_baseline"]["above_every_seed"]
+    assert s["long_test_minus_baseline"]["per_seed"] == pytest.approx([-0.02, 0.0, 0.02])
+    assert not s["long_test_minus_baseline"]["above_every_seed"]
+    lo, hi = s["clip_test"]["ci95"]
+    assert lo < 0.51 < hi
+    with pytest.raises(errors.DataError, match="seed 0 is in two files"):
+        merge([a, a], str(baseline), "clips")
+    other = _sweep(tmp_path / "c.json", [3], overrides=("model.width=0.5",))
+    with pytest.raises(errors.DataError, match="differs"):
+        merge([a, other], None, "clips")
+    with pytest.raises(errors.DataError, match="not --train_set='weak'"):
+        merge([a], None, "weak")
