@@ -32,9 +32,14 @@ EXTRAS = {
     # pytest-xdist: pytest.ini runs the suite in two worker processes (most tests are
     # single-threaded compiles; two workers keep both cores of a small CI machine busy)
     "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1",
-             "ipykernel==7.4.0"],
+             "ipykernel==7.4.0",
+             # tests/test_serve.py: the server, and the headless-browser test (Playwright drives
+             # the system's Chromium, /usr/bin/chromium; its own browser download is never used)
+             "starlette==1.10.0", "uvicorn==0.55.0", "playwright==1.65.3"],
     # PyTorch only for side-by-side speed comparisons in bench/; never needed by the package.
     "bench": ["torch==2.13.0"],
+    # python -m wler_jax.serve: the page and the JSON endpoint (docs/deployment.md, "Page")
+    "serve": ["starlette==1.10.0", "uvicorn==0.55.0"],
     # The HEAR 2021 validator (hear-validator wler_jax.hear --model WORKDIR): it imports both
     # PyTorch and TensorFlow and accepts only a torch.nn.Module model, which wler_jax.hear
     # provides when torch is installed. Not needed to use wler_jax.hear itself.
