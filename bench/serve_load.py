@@ -148,6 +148,14 @@ def screenshot(url: str, path: str, seconds: float) -> dict:
     return {"path": path, "recording_s": seconds, "true_events": events}
 
 
+def trained_on(workdir: str) -> dict:
+    """What the served model was trained on and for how long (the workdir's run.json)."""
+    with open(os.path.join(workdir, "run.json")) as f:
+        config = json.load(f)["config"]
+    return {"data": config["data"]["name"], "size": config["data"].get("size"),
+            "epochs": config["train"]["epochs"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a trained workdir to serve")
@@ -197,7 +205,8 @@ def main() -> None:
           f"({after['requests']} requests); load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after ({os.cpu_count()} CPUs)")
     out = {"device": "cpu", "cpu": common.cpu_model(), "cpu_count": os.cpu_count(),
-           "workdir": os.path.abspath(args.workdir), "method": info["method"],
+           "workdir": os.path.abspath(args.workdir), "trained_on": trained_on(args.workdir),
+           "method": info["method"],
            "width": info["width"], "num_classes": len(info["class_names"]),
            "server": {"workers": args.workers, "max_seconds": args.max_seconds,
                       "start_s": started_s, "warmup_s": before["warmup_seconds"],
