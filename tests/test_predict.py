@@ -385,14 +385,14 @@ def test_written_scores_keep_every_float32_value_and_order(tmp_path):
 
 def test_serving_imports_no_training_config_or_data_code():
     """Loading a model to score recordings (predict, its CLI, embeddings, export, HEAR, the web
-    server's app and scorer; its entry point's flags would clash with predict's, and it imports
-    nothing beyond these at the top) never imports the training loop, the config module or the
-    dataset builders."""
+    server's scorer and page) never imports the training loop, the config module or the dataset
+    builders. (wler_jax.serve.app adds only Starlette to these, and the serve entry point only
+    predict's modules: its flags would clash with predict's here.)"""
     script = ("import sys\n"
               "import wler_jax.predict, wler_jax.hear, wler_jax.embed, wler_jax.export\n"
               "from wler_jax.predict import __main__\n"
               "from wler_jax.serving import chunked, embeddings, inference, localisation, reports\n"
-              "from wler_jax.serve import app, page, uploads\n"
+              "from wler_jax.serve import page, uploads\n"
               "bad = sorted(m for m in sys.modules if m.split('.')[:2] in\n"
               "             (['wler_jax', 'training'], ['wler_jax', 'configs'], ['wler_jax', 'data']))\n"
               "print('OK' if not bad else bad)")

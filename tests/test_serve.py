@@ -25,7 +25,7 @@ from wler_jax.geometry import SAMPLE_RATE  # noqa: E402
 from wler_jax.serve import app as app_lib  # noqa: E402
 from wler_jax.serve import uploads  # noqa: E402
 from conftest import tones_and_noise  # noqa: E402
-from test_predict import make_workdir  # noqa: E402
+from test_predict import _python, make_workdir  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 MAX_SECONDS = 12.0  # the test server's limits: small, so the warm-up compiles few programs
@@ -93,6 +93,18 @@ def post(url: str, body: bytes, content_type="audio/wav", name="rec.wav", header
 def get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as r:
         return json.load(r)
+
+
+def test_serve_imports_no_training_config_or_data_code():
+    """The whole server, its entry point included, loads without the training loop, the config
+    module or the dataset builders (as tests/test_predict.py checks for the other serving code)."""
+    script = ("import sys\n"
+              "from wler_jax.serve import __main__, app, page, uploads\n"
+              "bad = sorted(m for m in sys.modules if m.split('.')[:2] in\n"
+              "             (['wler_jax', 'training'], ['wler_jax', 'configs'], ['wler_jax', 'data']))\n"
+              "print('OK' if not bad else bad)")
+    out = _python(script)
+    assert out.stdout.strip() == "OK", out.stdout + out.stderr[-3000:]
 
 
 def test_json_endpoint_returns_predicts_record(server, workdir, tmp_path):
