@@ -4,8 +4,10 @@ Two `python -m wler_jax.main` processes on localhost, two CPU devices each, join
 `jax.distributed.initialize` (gloo CPU collectives), train the smoke config: their loss at
 every step matches one process with four devices, and so do the validation history and the
 final mAPs; killing both mid-run and starting both again resumes and ends with the same
-results as the uninterrupted two-process run; a one-process start on that workdir is refused
-with one line. Evaluation checks itself that every recording is scored exactly once
+results as the uninterrupted two-process run; SIGTERM to one process (a preempted host) stops
+both at one step with a checkpoint, exit code 75 and a line saying how to resume, and the
+resumed run ends as the uninterrupted one (and so on one process); a one-process start on
+that workdir is refused with one line. Evaluation checks itself that every recording is scored exactly once
 (`train.predict_split` raises otherwise), on each of these runs.
 """
 import json
@@ -157,6 +159,72 @@ def test_kill_both_and_restart_resumes_to_the_same_results(runs, shared_runs):
     assert {s for s in loss_a if s > resumed_from} <= set(loss_b), (resumed_from, loss_b)
     for step in loss_b:
         assert loss_b[step] == pytest.approx(loss_a[step], rel=1e-5, abs=1e-6), step
+
+
+def _preempt_and_resume(runs, shared_runs, name, *, processes, devices, signalled):
+    """Starts a run, sends SIGTERM to processes `signalled` once training is under way, checks
+    that every process stops at one step with a checkpoint of it and exit code 75, resumes
+    it; returns (workdir, the step it stopped at, the resumed run's logs)."""
+    from wler_jax.training import preemption
+
+    workdir = str(runs["base"] / name)
+    # No periodic checkpoint: the one resumed from is the one written on the signal.
+    procs = start(shared_runs, workdir, processes=processes, devices=devices,
+                  extra=("--config.train.checkpoint_every_steps=1000",))
+    deadline = time.time() + 400
+    while time.time() < deadline and all(p.poll() is None for p, _ in procs):
+        procs[0][1].seek(0)
+        if "step 1/" in procs[0][1].read():  # the first step is done: mid-epoch now
+            break
+        time.sleep(0.05)
+    assert all(p.poll() is None for p, _ in procs), "run ended before the signal"
+    for k in signalled:
+        procs[k][0].send_signal(signal.SIGTERM)
+    codes = [p.wait(timeout=300) for p, _ in procs]
+    logs = []
+    for _, log in procs:
+        log.seek(0)
+        logs.append(log.read())
+    assert codes == [preemption.EXIT_PREEMPTED] * processes, [t[-3000:] for t in logs]
+    line, = [ln for ln in logs[0].splitlines() if ln.startswith("stopped by SIGTERM")]
+    step = int(re.search(r"at step (\d+)", line).group(1))
+    assert "resume with the same command: python -m wler_jax.main" in line
+    assert f"--workdir={workdir}" in line and "Traceback" not in "".join(logs)
+    assert 1 <= step < 5  # mid-epoch (one epoch of 5 steps)
+    latest = os.path.join(workdir, "checkpoints", "latest")
+    assert [d for d in os.listdir(latest) if d.isdigit()] == [str(step)]
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    resumed = finish(start(shared_runs, workdir, processes=processes, devices=devices))
+    assert f"resuming from step {step} (epoch 1, batch {step})" in resumed[0]
+    return workdir, step, resumed
+
+
+def _same_results_and_losses(reference: str, workdir: str, after_step: int) -> None:
+    a, b = results(reference), results(workdir)
+    assert a["history"] == b["history"]
+    for split in ("validation", "test"):
+        assert b[split]["AP"] == pytest.approx(a[split]["AP"], abs=1e-6)
+    loss_a = read_scalars(os.path.join(reference, "tensorboard"), "train/loss")
+    loss_b = read_scalars(os.path.join(workdir, "tensorboard"), "train/loss")
+    assert {s for s in loss_a if s > after_step} <= set(loss_b), (after_step, loss_b)
+    for step in loss_b:
+        assert loss_b[step] == pytest.approx(loss_a[step], rel=1e-5, abs=1e-6), step
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_step_and_resumes_to_the_same_results(runs, shared_runs):
+    workdir, step, _ = _preempt_and_resume(runs, shared_runs, "sigterm_one", processes=1,
+                                           devices=4, signalled=[0])
+    _same_results_and_losses(runs["one"], workdir, step)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(runs, shared_runs):
+    """A preempted host gets SIGTERM alone; both processes save the same step (JAX's
+    preemption sync point) and both exit 75; resumed, the run ends as the uninterrupted one."""
+    workdir, step, _ = _preempt_and_resume(runs, shared_runs, "sigterm_two", processes=2,
+                                           devices=2, signalled=[1])
+    _same_results_and_losses(runs["two"], workdir, step)
 
 
 @pytest.mark.slow

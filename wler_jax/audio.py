@@ -4,11 +4,13 @@ This is the only place that reads audio files; datasets and prediction call `loa
 """
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
+from absl import logging
 
 from wler_jax.geometry import INT16_SCALE, SAMPLE_RATE, from_int16  # noqa: F401 (inverse of to_int16)
 
@@ -65,39 +67,82 @@ def to_mono_44k(data: np.ndarray, sr: int, path="<array>") -> np.ndarray:
     return np.ascontiguousarray(resample(data, int(sr)), dtype=np.float32)
 
 
-_DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+_DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError)
 READ_BLOCK_FRAMES = 1 << 18  # frames decoded per read by `stream` (~6 s at 44.1 kHz)
 
 
 def _check_file(path: str | os.PathLike) -> str:
-    """The path as a string, or AudioError if it is missing, a directory or 0 bytes."""
+    """The path as a string, or AudioError if it is missing, a broken symbolic link or a
+    loop of them, a directory, 0 bytes or not readable by this process."""
     path = os.fspath(path)
     if not os.path.exists(path):
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise AudioError(path, "is a loop of symbolic links") from None
+            raise AudioError(path, f"is a symbolic link to {os.readlink(path)}, which does "
+                                   "not exist")
         raise AudioError(path, "file does not exist")
     if os.path.isdir(path):
         raise AudioError(path, "is a directory")
     if os.path.getsize(path) == 0:
         raise AudioError(path, "file is empty (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise AudioError(path, f"cannot be read ({e.strerror or e})") from None
     return path
 
 
-def load(path: str | os.PathLike) -> np.ndarray:
+def check_length(path: str | os.PathLike, max_seconds: float) -> None:
+    """AudioError when the file's header declares more than `max_seconds` of audio (read from
+    the header: nothing is decoded)."""
+    path = _check_file(path)
+    try:
+        info = sf.info(path)
+    except _DECODE_ERRORS as e:
+        raise AudioError(path, f"cannot be decoded as audio ({e})") from e
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    if seconds > max_seconds:
+        raise AudioError(path, f"is {_hms(seconds)} long, over the {_hms(max_seconds)} a "
+                               "training recording may have; cut it into parts (predict and "
+                               "embed score any length)")
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def load(path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> np.ndarray:
     """Decode an audio file to a mono float32 waveform at 44,100 Hz.
 
     Args:
       path: any format libsndfile reads (WAV, FLAC, OGG, MP3, AIFF, ...), any channel count
         and sample rate.
+      warn: called with a message about a file that is used but odd (a header whose sizes
+        do not match the file, as in a cut download); default: a logged warning.
     Returns:
       float32 array [num_samples], channels averaged, resampled to 44.1 kHz.
     Raises:
-      AudioError (a ValueError) naming the file: missing, empty, unreadable/corrupt,
-      zero samples, or non-finite samples.
+      AudioError (a ValueError) naming the file: missing, a broken link, a directory, empty,
+      not readable, corrupt, zero samples, or non-finite samples.
     """
     path = _check_file(path)
     try:
-        data, sr = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as f:
+            sr, log = f.samplerate, f.extra_info  # libsndfile's log of reading the header
+            data = f.read(dtype="float32", always_2d=True)
     except _DECODE_ERRORS as e:
         raise AudioError(path, f"cannot be decoded as audio ({e})") from e
+    mismatch = [ln.strip() for ln in log.splitlines() if "should be" in ln]
+    if mismatch and len(data):  # e.g. a cut download: libsndfile reads what is there
+        (warn or logging.warning)(f"{path}: its header does not match its size "
+                                  f"({'; '.join(mismatch)}); the {len(data)} samples present "
+                                  "are used")
     return to_mono_44k(data, sr, path)
 
 

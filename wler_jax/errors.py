@@ -40,6 +40,10 @@ class MissingDataError(UserError, FileNotFoundError):
     """The user's data (a corpus copy, a folder or CSV) is missing or incomplete."""
 
 
+class WorkdirWriteError(UserError, OSError):
+    """A workdir (or a checkpoint in it) cannot be written: no space, no permission, read-only."""
+
+
 def fail(message: str) -> "NoReturn":  # noqa: F821
     """Print `error: message` on stderr and exit with EXIT_USER_ERROR (no traceback)."""
     sys.stderr.write(f"error: {' '.join(str(message).split())}\n")

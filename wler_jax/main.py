@@ -4,7 +4,9 @@
 dataset (synthetic, urbansound, urbansound8k, esc50, audioset, folder) and a size (smoke, cpu,
 full); `--config.a.b=v` overrides any field. The entry point: the only place its flags are
 defined. User errors (bad config, missing data, an incompatible workdir) end in one line on
-stderr and exit code 2 (`wler_jax.errors`); anything else keeps its traceback.
+stderr and exit code 2 (`wler_jax.errors`); anything else keeps its traceback. SIGTERM or
+SIGINT during training: the current step finishes, a checkpoint is written, one line says how
+to resume, exit code 75 (`wler_jax.training.preemption`).
 
 Several hosts: run one process per host with `--coordinator_address=HOST:PORT
 --num_processes=N --process_id=K` (or no flags where JAX detects the cluster: Cloud TPU VM,
@@ -13,6 +15,7 @@ SLURM, Open MPI); see `wler_jax.training.distributed` and the README. One host r
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -62,9 +65,19 @@ def _train(config) -> None:
     if not FLAGS.workdir and distributed.is_main():
         logging.info("no --workdir given: using %s", os.path.abspath(workdir))
         print(f"workdir: {os.path.abspath(workdir)}", flush=True)
-    from wler_jax.training import train  # deferred: jax start-up only after the flags are valid
+    from wler_jax.training import (  # deferred: jax start-up only after the flags are valid
+        preemption,
+        train,
+    )
 
-    train.train_and_evaluate(config, workdir)
+    try:
+        train.train_and_evaluate(config, workdir)
+    except preemption.Preempted as e:  # SIGTERM/SIGINT: checkpoint written, say how to resume
+        if distributed.is_main():
+            sys.stderr.write(f"{e}; resume with the same command: "
+                             f"{preemption.resume_command()}\n")
+            sys.stderr.flush()
+        raise SystemExit(preemption.EXIT_PREEMPTED) from None
 
 
 def run() -> None:

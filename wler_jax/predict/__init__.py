@@ -196,7 +196,7 @@ def load_model(workdir: str) -> Model:
             "of a run of python -m wler_jax.main, or train one)")
     config = ml_collections.ConfigDict(run["config"])
     class_names = tuple(run["class_names"])
-    ckpt = checkpoints.Checkpointer(workdir)
+    ckpt = checkpoints.Checkpointer(workdir, read_only=True)  # a run may be writing it
     try:
         params, meta = ckpt.restore_best()
     except FileNotFoundError as e:

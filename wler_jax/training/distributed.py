@@ -19,7 +19,9 @@ all of them. This module holds what the training loop needs on top of that, so t
 - `summary_writer`, `is_main`: process 0 writes TensorBoard events, results.json and progress
   lines; the others log warnings only (`quiet_other_processes`).
 - `check_workdir`: a workdir is resumed on the process count that made it, or refused with one
-  line. Orbax itself writes and reads checkpoints from several processes (process 0 writes
+  line.
+- SIGTERM (a preempted host) on any process: every process writes the checkpoint of the same
+  step and exits (`wler_jax.training.preemption`, through JAX's preemption service). Orbax itself writes and reads checkpoints from several processes (process 0 writes
   the metadata and the replicated arrays, every process joins its barriers), so
   `wler_jax.checkpoints` is the same code on one host and on many.
 
@@ -105,10 +107,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if jax.config.jax_cpu_collectives_implementation is None:
         # CPU devices of several processes talk over gloo (TCP); GPUs and TPUs use their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    # JAX's preemption service catches SIGTERM so that a loop can checkpoint at a sync point;
-    # this loop has none (it checkpoints every `train.checkpoint_every_steps`), so SIGTERM ends
-    # the process, as on one host, and a restart resumes from the latest checkpoint.
-    jax.config.update("jax_enable_preemption_service", False)
+    # JAX's preemption service catches SIGTERM on whichever process gets it and tells every
+    # process; the training loop asks `multihost_utils.reached_preemption_sync_point` after each
+    # step (`preemption.Watch`), so all of them checkpoint the same step and stop.
+    jax.config.update("jax_enable_preemption_service", True)
     try:
         jax.distributed.initialize(coordinator_address=coordinator_address,
                                    num_processes=num_processes, process_id=process_id)
@@ -185,6 +187,18 @@ def load_once(load_fn: Callable[[], T], what: str = "dataset") -> T:
             multihost_utils.sync_global_devices(barrier)
     multihost_utils.sync_global_devices(barrier)
     return load_fn()
+
+
+def wait_for_all(name: str, timeout_s: int = 3600) -> None:
+    """Every process reaches `name` before any goes on, through JAX's coordination service
+    (no device collective). Before the first train step: gloo gives a collective's peers 30 s
+    to join it, and one process compiling the bucket shapes slower than another (a loaded
+    host) made the first step of a resumed two-process run fail with DEADLINE_EXCEEDED."""
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed as jax_distributed
+
+    jax_distributed.global_state.client.wait_at_barrier(f"wler_jax: {name}", timeout_s * 1000)
 
 
 def to_host(tree: Any) -> Any:

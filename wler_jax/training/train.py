@@ -11,10 +11,12 @@ Read top-down: `train_and_evaluate` is `set_up` (the `Run`'s pieces and the trai
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -39,7 +41,14 @@ from wler_jax.model.spec import (
     resolve_ops,
 )
 from wler_jax.serving import inference
-from wler_jax.training import calibration, distributed, steps, transfer
+from wler_jax.training import (
+    calibration,
+    distributed,
+    preemption,
+    steps,
+    transfer,
+    workdir_lock,
+)
 from wler_jax.training.augment import Augmentation
 
 # Fields that must match for a workdir to be resumed (others, e.g. epochs, may change).
@@ -189,13 +198,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     Three steps: `set_up` (workdir, data, model, the train state restored or initialised, the
     compiled steps), `train_epochs` (from the restored position to `train.epochs`, validating
     and checkpointing), `final_evaluation` (the best epoch's params on validation and test).
+    The workdir is locked for the run (`workdir_lock`: a second run on it is refused).
+
+    Raises:
+      preemption.Preempted: SIGTERM or SIGINT during training; the latest checkpoint holds the
+        step it stopped after, and the same call resumes from it.
     """
-    run, state, meta = set_up(config, workdir)
-    meta, step = train_epochs(run, state, meta)
-    results = final_evaluation(run, meta, step)
-    # per-class thresholds fitted on validation, F1 at them, MODEL_CARD.md (calibration.py)
-    return calibration.finish_workdir(run.workdir, results=results, sources=run.sources,
-                                      batchers=run.batchers)
+    workdir = _make_workdir(workdir)
+    # One run per workdir (process 0 holds the lock for a job of several processes).
+    lock = workdir_lock.WorkdirLock(workdir) if distributed.is_main() else contextlib.nullcontext()
+    with lock:
+        run, state, meta = set_up(config, workdir)
+        distributed.wait_for_all("set up")  # every process compiled: the steps start together
+        with preemption.Watch() as stop:  # SIGTERM/SIGINT: checkpoint, then `Preempted`
+            meta, step = train_epochs(run, state, meta, stop)
+        results = final_evaluation(run, meta, step)
+        # per-class thresholds fitted on validation, F1 at them, MODEL_CARD.md (calibration.py)
+        return calibration.finish_workdir(run.workdir, results=results, sources=run.sources,
+                                          batchers=run.batchers)
 
 
 # -- set-up -------------------------------------------------------------------------------------
@@ -232,14 +252,28 @@ def set_up(config: ml_collections.ConfigDict, workdir: str
     return run, state, meta
 
 
-def _open_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
-    """The absolute workdir, created; the compilation cache configured; a fine-tuning source
-    checked before any work (a resumed run does not read it again)."""
+def _make_workdir(workdir: str) -> str:
+    """The absolute workdir, created and writable (else one line: before any work, not at the
+    first checkpoint)."""
     workdir = os.path.abspath(workdir)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise errors.NotAWorkdirError(f"--workdir {workdir} is a file, not a directory; give a "
                                       "new directory or an earlier run's workdir")
-    os.makedirs(workdir, exist_ok=True)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as e:
+        raise errors.WorkdirWriteError(f"cannot write to --workdir {workdir}: "
+                                       f"{e.strerror or e}; give a directory you can write to "
+                                       "(with free space)") from e
+    return workdir
+
+
+def _open_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The absolute workdir, created; the compilation cache configured; a fine-tuning source
+    checked before any work (a resumed run does not read it again)."""
+    workdir = _make_workdir(workdir)
     compile_cache.configure(config.get("compile_cache_dir", compile_cache.default_cache_dir()))
     if config.train.get("init_from") and not transfer.has_started(workdir):
         transfer.check_source(config.train.init_from, config, workdir=workdir)  # before any work
@@ -388,19 +422,23 @@ def make_step_functions(config: ml_collections.ConfigDict, spec: ModelSpec,
 
 
 # -- the epoch loop -----------------------------------------------------------------------------
-def train_epochs(run: Run, state: steps.TrainState, meta: dict) -> tuple[dict, int]:
+def train_epochs(run: Run, state: steps.TrainState, meta: dict,
+                 stop: preemption.Watch | None = None) -> tuple[dict, int]:
     """From the restored position to `train.epochs`: each epoch's steps, validation every
     `train.eval_every_epochs` (and at the last), the latest checkpoint after each epoch.
-    Returns the final loop position `meta` and step."""
+    Returns the final loop position `meta` and step. With `stop`, a signal ends the loop
+    after the current step (or epoch end) with a checkpoint (`preemption.Preempted`)."""
     epochs = run.config.train.epochs
     step = int(state.step)
     progress = _Progress(sum(run.steps_per_epoch), step, run.writer)
     for epoch in range(meta["epoch"], epochs):
-        state, meta, step = train_epoch(run, state, meta, epoch, step, progress)
+        state, meta, step = train_epoch(run, state, meta, epoch, step, progress, stop)
         meta = {**meta, "epoch": epoch + 1, "batch": 0}
         if (epoch + 1) % run.config.train.eval_every_epochs == 0 or epoch + 1 == epochs:
             validate(run, state, meta, epoch, step)
         run.ckpt.save_latest(step, state, meta)
+        if stop is not None and stop.should_stop():
+            _stop(run, stop, step, meta)
     run.ckpt.wait()
     logging.info("train step compiled for %d batch shape(s); %d buckets", len(run.train_shapes),
                  len(run.batchers["train"].bucket_lengths))
@@ -408,11 +446,15 @@ def train_epochs(run: Run, state: steps.TrainState, meta: dict) -> tuple[dict, i
 
 
 def train_epoch(run: Run, state: steps.TrainState, meta: dict, epoch: int, step: int,
-                progress: _Progress) -> tuple[steps.TrainState, dict, int]:
+                progress: _Progress, stop: preemption.Watch | None = None
+                ) -> tuple[steps.TrainState, dict, int]:
     """One epoch's train steps from batch `meta["batch"]` (> 0 in an epoch resumed mid-way),
     saving the latest checkpoint (and the position in the epoch) every
-    `train.checkpoint_every_steps`. Returns (state, meta, step)."""
+    `train.checkpoint_every_steps`, and after the current step when `stop` says so (then
+    raising `preemption.Preempted`). Returns (state, meta, step)."""
     config = run.config
+    if meta["batch"] >= run.steps_per_epoch[epoch]:  # stopped after the epoch's last step
+        return state, meta, step
     batches = input_pipeline.train_batches(
         run.sources["train"], run.batchers["train"], epoch, start_batch=meta["batch"],
         prefetch=config.input.prefetch, num_threads=config.input.num_threads,
@@ -428,11 +470,23 @@ def train_epoch(run: Run, state: steps.TrainState, meta: dict, epoch: int, step:
         step += 1
         progress.update(step, epoch, config.train.epochs, metrics,
                         log=step % config.train.log_every_steps == 0)
-        if (step % config.train.checkpoint_every_steps == 0
-                and k + 1 < run.steps_per_epoch[epoch]):
+        stopping = stop is not None and stop.should_stop()
+        if stopping or (step % config.train.checkpoint_every_steps == 0
+                        and k + 1 < run.steps_per_epoch[epoch]):
             meta = {**meta, "epoch": epoch, "batch": k + 1}
             run.ckpt.save_latest(step, state, meta)
+        if stopping:
+            _stop(run, stop, step, meta)
     return state, meta, step
+
+
+def _stop(run: Run, stop: preemption.Watch, step: int, meta: dict) -> None:
+    """After a signal: wait for the latest checkpoint (just saved) to be on disk, then raise
+    `preemption.Preempted` (the command line says how to resume)."""
+    run.ckpt.wait()
+    run.writer.close()
+    run.ckpt.close()
+    raise preemption.Preempted(stop.signal_name or "a signal", step, meta)
 
 
 def validate(run: Run, state: steps.TrainState, meta: dict, epoch: int, step: int) -> None:

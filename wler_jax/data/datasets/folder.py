@@ -14,7 +14,9 @@ Three layouts, chosen by `path`:
     optional; the `source` column, alias `group`, needs the header): `path` relative to the
     CSV's folder (or absolute), `labels` ';'-separated (may be empty: a recording with none of
     the classes), `split` one of train/validation/test (aliases val/valid/dev and eval
-    accepted), `source` any text naming the source recording a clip was cut from.
+    accepted), `source` any text naming the source recording a clip was cut from. A row
+    without a path, a path listed again or an unknown split is left out and listed in the
+    skip report with its line; the other rows are built (docs/reliability.md).
 Class names are the sorted set of labels. Recording ids are the paths as listed (relative to
 the folder or CSV).
 
@@ -75,6 +77,7 @@ class FolderConfig(common.AudioConfig):
 
     rows: tuple[Row, ...] = dataclasses.field(default=(), repr=False)
     scan_warnings: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    bad_rows: tuple = dataclasses.field(default=(), repr=False)  # BadRow: CSV rows left out
     group_column: str = ""  # the CSV column that named the groups ('' = none)
 
 
@@ -140,14 +143,36 @@ def scan_csv(csv_path: str) -> list[Row]:
     return scan_csv_with_groups(csv_path)[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class BadRow:
+    """A CSV row that is not built: its line, what it listed as path, and why."""
+
+    line: int
+    listed: str
+    reason: str
+
+
 def scan_csv_with_groups(csv_path: str) -> tuple[list[Row], str]:
     """(rows, name of the grouping column or '') of a `path,labels[,split][,source]` CSV."""
+    rows, group_column, _, _ = scan_csv_checked(csv_path)
+    return rows, group_column
+
+
+def scan_csv_checked(csv_path: str) -> tuple[list[Row], str, list[BadRow], list[str]]:
+    """(rows, grouping column or '', rows not built with their reasons, warnings) of a CSV.
+
+    One bad row never stops the others: a row without a path, a path listed again (the first
+    listing is kept) or an unknown split is left out with its reason; labels that differ only
+    in case or spacing ("Dog", "dog ", "DOG") stay distinct classes, with a warning. A UTF-8
+    byte order mark, CRLF line ends and quoted cells (paths with commas) are read as written.
+    """
     base = os.path.dirname(os.path.abspath(csv_path))
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        table = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+        table = [(n, r) for n, r in enumerate(csv.reader(f), start=1)
+                 if r and any(c.strip() for c in r)]
     if not table:
         raise ValueError(f"{csv_path}: empty CSV (expected rows path,labels[,split])")
-    head = [c.strip().lower() for c in table[0]]
+    head = [c.strip().lower() for c in table[0][1]]
     if "path" in head:
         group_column = next((g for g in GROUP_COLUMNS if g in head), "")
         cols = {"path": head.index("path"),
@@ -156,33 +181,49 @@ def scan_csv_with_groups(csv_path: str) -> tuple[list[Row], str]:
                 "split": head.index("split") if "split" in head else None,
                 "group": head.index(group_column) if group_column else None}
         if cols["labels"] is None:
-            raise ValueError(f"{csv_path}: header {table[0]} has no 'labels' column")
-        body, first_line = table[1:], 2
+            raise ValueError(f"{csv_path}: header {table[0][1]} has no 'labels' column")
+        body = table[1:]
     else:
-        cols = {"path": 0, "labels": 1, "split": 2 if len(table[0]) > 2 else None,
+        cols = {"path": 0, "labels": 1, "split": 2 if len(table[0][1]) > 2 else None,
                 "group": None}
         group_column = ""
-        body, first_line = table, 1
-    rows, seen = [], set()
-    for n, r in enumerate(body, start=first_line):
+        body = table
+    rows, bad, first = [], [], {}
+    for n, r in body:
         cell = lambda k: r[cols[k]].strip() if cols[k] is not None and cols[k] < len(r) else ""
         listed = cell("path")
         if not listed:
-            raise ValueError(f"{csv_path}:{n}: empty path")
-        if listed in seen:
-            raise ValueError(f"{csv_path}:{n}: {listed} is listed twice")
-        seen.add(listed)
+            bad.append(BadRow(n, "", "empty path"))
+            continue
+        if listed in first:
+            bad.append(BadRow(n, listed, f"listed again (first on line {first[listed]}, which "
+                                         "is kept)"))
+            continue
         split = cell("split")
-        if split:
-            if split.lower() not in _SPLIT_ALIASES:
-                raise ValueError(f"{csv_path}:{n}: unknown split {split!r} (expected "
-                                 "train, validation or test)")
-            split = _SPLIT_ALIASES[split.lower()]
+        if split and split.lower() not in _SPLIT_ALIASES:
+            bad.append(BadRow(n, listed, f"unknown split {split!r} (expected train, "
+                                         "validation or test)"))
+            continue
+        first[listed] = n
+        split = _SPLIT_ALIASES[split.lower()] if split else ""
         labels = tuple(sorted({l.strip() for l in cell("labels").split(";") if l.strip()}))
         path = listed if os.path.isabs(listed) else os.path.join(base, listed)
         rows.append(Row(id=listed.replace(os.sep, "/"), path=os.path.normpath(path),
                         labels=labels, split=split, group=cell("group")))
-    return rows, group_column
+    if not rows and bad:
+        raise ValueError(f"{csv_path}: no usable row; line {bad[0].line}: {bad[0].reason}"
+                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    return rows, group_column, bad, label_spelling_warnings(rows)
+
+
+def label_spelling_warnings(rows: list[Row]) -> list[str]:
+    """Warnings for labels that differ only in case or spacing (kept as distinct classes)."""
+    spellings: dict[str, set] = {}
+    for r in rows:
+        for label in r.labels:
+            spellings.setdefault(" ".join(label.lower().split()), set()).add(label)
+    return [f"labels {sorted(v)} differ only in case or spacing and are {len(v)} classes; "
+            "write them one way if they are one" for v in spellings.values() if len(v) > 1]
 
 
 @dataclasses.dataclass
@@ -322,7 +363,7 @@ def assign_splits(rows: list[Row], seed: int) -> dict[str, str]:
 
 
 def _fingerprint(source: str, layout: str, seed: int, rows: list[Row],
-                 group_column: str = "") -> str:
+                 group_column: str = "", bad: list = ()) -> str:
     h = hashlib.sha256(f"{source}\n{layout}\n{seed}\n".encode())
     # Grouping and the carved validation split came in data version 1.2 of this builder: the
     # listings they apply to hash differently (so an older build without them is never reused);
@@ -339,6 +380,8 @@ def _fingerprint(source: str, layout: str, seed: int, rows: list[Row],
             stat = "missing"
         group = f"\t{r.group}" if group_column else ""
         h.update(f"{r.id}\t{';'.join(r.labels)}\t{r.split}{group}\t{stat}\n".encode())
+    for b in bad:  # rows left out (none in a listing of earlier versions: same names)
+        h.update(f"bad\t{b.line}\t{b.listed}\t{b.reason}\n".encode())
     return h.hexdigest()
 
 
@@ -351,14 +394,14 @@ class WlerFolder(common.AudioBuilder, skip_registration=True):
         if not path:
             raise ValueError("folder dataset: `path` is required (a folder or a CSV file)")
         source = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        group_column = ""
+        group_column, bad = "", []
         if os.path.isdir(source):
             layout = "split_tree" if is_split_tree(source) else "folder"
             rows, warnings = scan_folder(source)
+            warnings += label_spelling_warnings(rows)
         elif os.path.isfile(source):
             layout = "csv"
-            rows, group_column = scan_csv_with_groups(source)
-            warnings = []
+            rows, group_column, bad, warnings = scan_csv_checked(source)
         else:
             raise common.ManualDataError(
                 f"folder dataset: {source} does not exist (expected a folder with one "
@@ -367,7 +410,7 @@ class WlerFolder(common.AudioBuilder, skip_registration=True):
             raise ValueError(f"folder dataset: no audio files found in {source} (expected "
                              f"<label>/<file>.wav sub-folders or CSV rows)")
         seed = int(seed)
-        digest = _fingerprint(source, layout, seed, rows, group_column)
+        digest = _fingerprint(source, layout, seed, rows, group_column, bad)
         stem = os.path.splitext(os.path.basename(source.rstrip(os.sep)))[0][:40] or "data"
         classes = tuple(sorted({l for r in rows for l in r.labels}))
         if not classes:
@@ -378,12 +421,16 @@ class WlerFolder(common.AudioBuilder, skip_registration=True):
             class_names=classes,
             options={"path": source, "seed": seed, "layout": layout, "source_hash": digest,
                      "group_column": group_column},
-            rows=tuple(rows), scan_warnings=tuple(warnings), group_column=group_column)
+            rows=tuple(rows), scan_warnings=tuple(warnings), group_column=group_column,
+            bad_rows=tuple(bad))
 
     def _items(self, dl_manager):
         config = self.builder_config
         for w in config.scan_warnings:
             self.warn(w)
+        for b in config.bad_rows:  # in the skip report with the files that cannot be decoded
+            self.skip(b.listed or f"line {b.line}", f"{config.options['path']}:{b.line}",
+                      b.reason)
         index = {c: i for i, c in enumerate(config.class_names)}
         plan = plan_splits(list(config.rows), config.options["seed"])
         splits = plan.splits
