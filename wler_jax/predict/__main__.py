@@ -17,6 +17,7 @@ from wler_jax import errors
 from wler_jax.audio import AudioError
 from wler_jax.predict import DEFAULT_CHUNK_FRAMES, open_for_files, predict_files
 from wler_jax.serving import reports
+from wler_jax.serving.stream_input import RAW_FORMATS
 from wler_jax.serving.chunked import Prediction
 
 FLAGS = flags.FLAGS
@@ -41,6 +42,14 @@ flags.DEFINE_integer("chunk_frames", DEFAULT_CHUNK_FRAMES, "Frames per chunk (mu
                      ">= 256); bounds memory whatever the recording length.")
 flags.DEFINE_integer("batch_size", 0, "Chunks per device call (0: 1 on CPU, 8 on accelerators).")
 flags.DEFINE_bool("progress", True, "Progress bar over files on stderr.")
+flags.DEFINE_string("stream", None, "Tag one live stream instead of files: a path or '-' "
+                    "(standard input) carrying WAV or raw PCM (pipe from sox, arecord, ffmpeg); "
+                    "prints one JSON line per segment as it completes, event lines and an end "
+                    "line (wler_jax.serving.stream).")
+flags.DEFINE_enum("stream_format", None, list(RAW_FORMATS), "--stream: the raw PCM encoding "
+                  "of a stream without a WAV header.")
+flags.DEFINE_integer("stream_rate", 44_100, "--stream: raw PCM sample rate (Hz).")
+flags.DEFINE_integer("stream_channels", 1, "--stream: raw PCM channels (averaged).")
 flags.DEFINE_string("compile_cache_dir", None, "JAX persistent compilation cache (a rerun loads "
                     "the compiled programs); default ~/.cache/wler_jax/jax_cache as in training, "
                     "'' turns it off.")
@@ -61,6 +70,14 @@ def main(argv: Sequence[str]) -> int:
         handler.addFilter(_QuietLibraries())
     if not FLAGS.workdir:
         errors.fail("--workdir is required; give the workdir of a training run")
+    if FLAGS.stream is not None:
+        from wler_jax.predict import stream_cli  # noqa: deferred, only --stream needs it
+
+        with errors.report_user_errors():
+            return stream_cli.run(FLAGS.workdir, FLAGS.stream, inputs, threshold=FLAGS.threshold,
+                                  raw=(FLAGS.stream_format, FLAGS.stream_rate,
+                                       FLAGS.stream_channels),
+                                  compile_cache_dir=FLAGS.compile_cache_dir)
     if not inputs:
         errors.fail("no audio files or folders given; name them after the flags")
     ext = os.path.splitext(FLAGS.output)[1].lower()
