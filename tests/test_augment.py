@@ -215,3 +215,45 @@ def test_run_batchers_get_the_bank_for_training_only(tmp_path):
     with pytest.raises(errors.ConfigError, match="nowhere.*not a folder") as e:
         config_check.validate(c)
     assert "input.negative_prob=1.5" in str(e.value)
+
+
+def test_class_balanced_plan_draws_rare_classes_as_often_and_keeps_the_batch_shapes():
+    from wler_jax.data import batch_plan
+    # 90 recordings of class 0, 10 of class 1, 20 without events; two length buckets
+    labels = [[0]] * 90 + [[1]] * 10 + [[]] * 20
+    lengths = np.where(np.arange(120) % 2, 30_000, 90_000)
+    w = batch_plan.class_balance_weights(labels, 2)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[90] == pytest.approx(9 * w[0]) and w[100] == pytest.approx(4.5 * w[0])
+    kw = dict(num_classes=2, frame_budget=1200, lengths=lengths, seed=5)
+    plain = batch_plan.RecordingBatcher(**kw)
+    balanced = batch_plan.RecordingBatcher(**kw, weights=w)
+    counts = np.zeros(3)
+    for epoch in range(20):
+        a, b = plain.epoch_plan(epoch), balanced.epoch_plan(epoch)
+        # the same buckets, batch sizes and batch count as every recording once
+        assert sorted((k, len(i)) for k, i in a) == sorted((k, len(i)) for k, i in b)
+        drawn = np.concatenate([i[i >= 0] for _, i in b])
+        assert len(drawn) == 120
+        for k in drawn:  # each drawn recording stays in its own length bucket
+            assert any(k in i for bucket, i in b if bucket == min(
+                r for r in balanced.bucket_lengths if r >= balanced.train_frames[k]))
+        counts += [np.sum(drawn < 90), np.sum((drawn >= 90) & (drawn < 100)), np.sum(drawn >= 100)]
+    share = counts / counts.sum()
+    assert np.allclose(share, 1 / 3, atol=0.06), share  # was 0.75 / 0.083 / 0.167
+    np.testing.assert_array_equal(np.concatenate([i for _, i in balanced.epoch_plan(3)]),
+                                  np.concatenate([i for _, i in balanced.epoch_plan(3)]))
+    with pytest.raises(ValueError, match="weights"):
+        batch_plan.RecordingBatcher(**kw, weights=w[:5])
+
+
+def test_config_balance_classes_gives_the_training_plan_weights():
+    source = [{"audio": np.full(20_000, 3, np.int16), "labels": [k % 2], "id": str(k)}
+              for k in range(6)] + [{"audio": np.full(20_000, 3, np.int16), "labels": [0],
+                                     "id": "x"}]
+    c = common.base_config("wler", "folder,cpu")
+    assert train.make_batchers(c, {"train": source}, 2)["train"].weights is None
+    c.input.balance_classes = True
+    batchers = train.make_batchers(c, {"train": source, "validation": source}, 2)
+    w = batchers["train"].weights
+    assert w[1] == pytest.approx(4 / 3 * w[0]) and batchers["validation"].weights is None

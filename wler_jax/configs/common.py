@@ -110,6 +110,10 @@ def _input_config() -> ml_collections.ConfigDict:
     i.background_snr_low_db = 0.0
     i.background_snr_high_db = 20.0
     i.negative_prob = 0.1
+    # True: each training epoch draws recordings class-balanced (every class, and "no event",
+    # about equally often), with replacement within each length bucket (the plan's batch shapes
+    # and count are kept). False: every recording once per epoch.
+    i.balance_classes = False
     # SpecAugment on the training log-mel: this many frequency masks of up to N mel bands and
     # time masks of up to N frames per example, filled with the example's mean (0 = off).
     i.freq_masks = 0

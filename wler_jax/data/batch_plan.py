@@ -45,6 +45,24 @@ def read_records(source, indices: list[int]) -> list:
     return [source[i] for i in indices]
 
 
+def class_balance_weights(labels: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
+    """Sampling weight of each recording so that every class (and "no event", for recordings
+    with an empty label) is drawn about equally often: the mean over its classes of
+    1 / (recordings with that class). float64 [N], summing to 1."""
+    counts = np.zeros(num_classes + 1)
+    sets = [np.asarray(ls, np.int64).reshape(-1) for ls in labels]
+    for ls in sets:
+        counts[ls if ls.size else [num_classes]] += 1
+    w = np.array([np.mean(1.0 / counts[ls if ls.size else [num_classes]]) for ls in sets])
+    return w / w.sum()
+
+
+def scan_labels(source) -> list[np.ndarray]:
+    """Every record's class indices (one read of each record)."""
+    return [np.asarray(r["labels"], np.int64).reshape(-1)
+            for r in read_records(source, list(range(len(source))))]
+
+
 def bucket_ladder(max_frames: int, *, min_frames: int = geometry.SEGMENT_FRAMES,
                   ratio: float = 1.5, multiple: int = geometry.SEGMENT_HOP) -> list[int]:
     """Geometric ladder of bucket lengths (frames) covering recordings up to `max_frames`.
@@ -128,7 +146,8 @@ class RecordingBatcher:
     def __init__(self, source=None, *, num_classes: int, frame_budget: int,
                  num_devices: int = 1, ratio: float = 1.5, seed: int = 0, shuffle: bool = True,
                  max_frames: int | None = None, lengths: Sequence[int] | np.ndarray | None = None,
-                 lengths_cache: str | os.PathLike | None = None, background=None):
+                 lengths_cache: str | os.PathLike | None = None, background=None,
+                 weights: np.ndarray | None = None):
         """Plans batches for `source`.
 
         Args:
@@ -147,6 +166,9 @@ class RecordingBatcher:
           lengths_cache: optional `.npy` path caching the scanned lengths.
           background: optional `data.background.BackgroundBank`: each training batch then also
             carries one background excerpt per row ("background", `input_pipeline.collate`).
+          weights: optional sampling weight per recording (`class_balance_weights`): each
+            training epoch then draws every length bucket's recordings with replacement by these
+            weights, as many as the bucket holds, so batch shapes and counts stay the plan's.
         """
         if num_classes < 1 or frame_budget < 1 or num_devices < 1 or seed < 0:
             raise ValueError("num_classes, frame_budget, num_devices must be >= 1 and seed >= 0; "
@@ -172,6 +194,11 @@ class RecordingBatcher:
         self.shuffle = bool(shuffle)
         self.max_frames = None if max_frames is None else int(max_frames)
         self.background = background
+        self.weights = None if weights is None else np.asarray(weights, np.float64).reshape(-1)
+        if self.weights is not None and (len(self.weights) != len(self.lengths)
+                                         or not (self.weights >= 0).all()):
+            raise ValueError(f"weights: {len(self.weights)} non-negative values expected for "
+                             f"{len(self.lengths)} recordings")
         self.frames = geometry.num_frames_for_samples(self.lengths)
         self.train_frames = (self.frames if self.max_frames is None
                              else np.minimum(self.frames, self.max_frames))
@@ -190,10 +217,13 @@ class RecordingBatcher:
     def epoch_plan(self, epoch: int) -> list[PlanItem]:
         """Training batches of `epoch`: [(bucket frames, int32 [B] indices, -1 = padding)].
 
-        Identical for the same (seed, epoch); every recording appears exactly once.
+        Identical for the same (seed, epoch); every recording appears exactly once (with
+        `weights`: each bucket's recordings drawn by weight instead, as many as it holds).
         """
         rng = np.random.default_rng([self.seed, int(epoch), 0])
         order = rng.permutation(len(self)) if self.shuffle else np.arange(len(self))
+        if self.weights is not None and self.shuffle:
+            order = self._weighted_draw(order, rng)
         plan = self._cut(order, self.train_frames, self.bucket_lengths)
         if self.shuffle:
             plan = [plan[i] for i in rng.permutation(len(plan))]
@@ -257,6 +287,19 @@ class RecordingBatcher:
             "padding_waste": (slot_total - real_total) / max(real_total, 1),
             "buckets": {b: per_bucket[b] for b in sorted(per_bucket)},
         }
+
+    def _weighted_draw(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`order` with each length bucket's members replaced by a draw with replacement of the
+        same size, by `weights` (a bucket whose weights are all 0 keeps its members)."""
+        bucket_of = np.searchsorted(self.bucket_lengths, self.train_frames)
+        out = order.copy()
+        for b in np.unique(bucket_of):
+            where = np.flatnonzero(bucket_of[order] == b)
+            members = order[where]
+            w = self.weights[members]
+            if w.sum() > 0:
+                out[where] = rng.choice(members, size=len(members), replace=True, p=w / w.sum())
+        return out
 
     def _cut(self, order: np.ndarray, frames: np.ndarray, ladder: list[int]) -> list[PlanItem]:
         bucket_of = np.searchsorted(ladder, frames)  # first rung >= frames

@@ -43,7 +43,9 @@ from wler_jax.data.batch_plan import (  # noqa: F401  (re-exported: the pipeline
     PlanItem,
     RecordingBatcher,
     bucket_ladder,
+    class_balance_weights,
     read_records,
+    scan_labels,
     scan_lengths,
 )
 

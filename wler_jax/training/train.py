@@ -294,15 +294,20 @@ def _write_run_file(workdir: str, config: ml_collections.ConfigDict, class_names
 def make_batchers(config: ml_collections.ConfigDict, sources: dict, num_classes: int) -> dict:
     """Each split's batch plan: length buckets under `input.frame_budget` for every device;
     train shuffled per epoch (and cropped with `input.max_frames`; with background excerpts
-    when the augmentation uses `data.background`), the others in order."""
-    bank = None
+    when the augmentation uses `data.background`; drawn class-balanced with
+    `input.balance_classes`), the others in order."""
+    bank = weights = None
     if Augmentation.from_config(config).uses_background:
         bank = BackgroundBank(config.data.background, seed=config.seed)
+    if config.input.get("balance_classes") and "train" in sources:
+        weights = input_pipeline.class_balance_weights(
+            input_pipeline.scan_labels(sources["train"]), num_classes)
     return {split: input_pipeline.RecordingBatcher(
         src, num_classes=num_classes, frame_budget=config.input.frame_budget,
         num_devices=jax.device_count(), ratio=config.input.bucket_ratio, seed=config.seed,
         shuffle=(split == "train"), max_frames=(config.input.max_frames or None) if split == "train"
-        else None, background=bank if split == "train" else None)
+        else None, background=bank if split == "train" else None,
+        weights=weights if split == "train" else None)
         for split, src in sources.items()}
 
 
