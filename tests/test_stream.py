@@ -56,7 +56,7 @@ def run_stream(model, x, block, sample_rate=SAMPLE_RATE, max_chunk_frames=256):
 def test_stream_equals_offline_at_every_block_size(model, n):
     x = tones_and_noise(n, seed=n % 11)
     ref = offline(model, x)
-    for block in (997, 16_384, 100_000, n):
+    for block in (997, 16_384, n):
         got, tagger = run_stream(model, x, block)
         assert [s.index for s in got] == list(range(len(ref))), block  # each once, in order
         np.testing.assert_allclose(np.stack([s.scores for s in got]), ref,

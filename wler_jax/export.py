@@ -129,3 +129,44 @@ def load_exported(path: str) -> ExportedModel:
         info = json.load(f)
     return ExportedModel(exported, tuple(info["class_names"]), info)
 
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m wler_jax.export --workdir=DIR [--format=stablehlo|onnx] [--output=PATH]`."""
+    from absl import flags
+
+    from wler_jax import errors
+
+    flag_values = flags.FLAGS
+    if argv[1:]:
+        errors.fail(f"unexpected arguments {' '.join(argv[1:])}; give --workdir, --format and "
+                    "--output")
+    if not flag_values.workdir:
+        errors.fail("--workdir is required; give the workdir of a training run")
+    output = flag_values.output or ("model.onnx" if flag_values.format == "onnx"
+                                    else "model.jaxexport")
+    with errors.report_user_errors():
+        if flag_values.format == "onnx":
+            try:
+                from wler_jax import export_onnx
+                import jax2onnx  # noqa: F401
+                import onnx  # noqa: F401
+            except ImportError as e:
+                errors.fail(f"--format=onnx needs {e.name}: pip install -e '.[onnx]'")
+            export_onnx.export_onnx(flag_values.workdir, output)
+        else:
+            export_model(flag_values.workdir, output)
+    print(f"wrote {output} and {output}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("workdir", None, "Training workdir whose best checkpoint is exported.")
+    flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "onnx"], "stablehlo: jax.export "
+                      "(runs with jax alone; any batch and length); onnx: the log-mel front end "
+                      "and the network in one ONNX model (onnxruntime; batch 1, any length).")
+    flags.DEFINE_string("output", None, "Output file (default model.jaxexport / model.onnx); "
+                        "metadata goes beside it as OUTPUT.json.")
+    app.run(main)
