@@ -35,9 +35,16 @@ EXTRAS = {
              "ipykernel==7.4.0",
              # tests/test_serve.py: the server, and the headless-browser test (Playwright drives
              # the system's Chromium, /usr/bin/chromium; its own browser download is never used)
-             "starlette==1.10.0", "uvicorn==0.55.0", "playwright==1.65.3"],
+             "starlette==1.10.0", "uvicorn==0.55.0", "playwright==1.65.3",
+             # tests/test_export_onnx.py: onnxruntime's scores against predict_fn's
+             "onnx==1.23.2", "onnxruntime==1.32.0", "onnx-ir==1.1.0"],
     # PyTorch only for side-by-side speed comparisons in bench/; never needed by the package.
     "bench": ["torch==2.13.0"],
+    # python -m wler_jax.export --format=onnx (docs/deployment.md, "ONNX"). The converter,
+    # jax2onnx==0.17.1, is installed apart with `pip install --no-deps jax2onnx==0.17.1`: its
+    # metadata caps orbax-checkpoint below 0.11.37 (ours is 0.12.8) and pulls equinox, dm-pix,
+    # huggingface-hub, netron and orbax-export, none of which its converter needs.
+    "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0", "onnx-ir==1.1.0"],
     # python -m wler_jax.serve: the page and the JSON endpoint (docs/deployment.md, "Page")
     "serve": ["starlette==1.10.0", "uvicorn==0.55.0"],
     # The HEAR 2021 validator (hear-validator wler_jax.hear --model WORKDIR): it imports both
