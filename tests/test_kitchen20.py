@@ -182,3 +182,36 @@ def test_seed_summary_joins_runs_apart_and_sets_them_beside_the_baseline(tmp_pat
         merge([a, other], None, "clips")
     with pytest.raises(errors.DataError, match="not --train_set='weak'"):
         merge([a], None, "weak")
+
+
+def test_calibration_ab_pairs_fitted_and_fixed_thresholds_over_runs(tmp_path):
+    from wler_jax.analysis.seed_summary import calibration_ab
+    build = tmp_path / "build"
+    os.makedirs(build)
+    with open(build / "mixtures.csv", "w") as f:
+        f.write("path,labels\nmixtures/a.wav,x\nmixtures/b.wav,y\nmixtures/c.wav,x;y\n")
+    workdirs = []
+    for seed, cut in ((0, 0.25), (1, 0.75)):
+        w = tmp_path / f"run{seed}"
+        os.makedirs(w)
+        with open(w / "results.json", "w") as f:
+            json.dump({"test": {"calibration": {"clip_f1_fixed": 0.5,
+                                                "clip_f1_fitted": 0.6 - 0.2 * seed}}}, f)
+        with open(w / "thresholds.json", "w") as f:
+            json.dump({"thresholds": {"x": cut, "y": cut}}, f)
+        # x scores 0.3 where present, 0.1 elsewhere: found at 0.25, missed at 0.5 and 0.75
+        pred = {"class_names": ["x", "y"], "failed": [], "results": [
+            {"file": "a.wav", "scores": {"x": 0.3, "y": 0.1}},
+            {"file": "b.wav", "scores": {"x": 0.1, "y": 0.9}},
+            {"file": "c.wav", "scores": {"x": 0.3, "y": 0.9}}]}
+        with open(w / "mixtures_predictions.json", "w") as f:
+            json.dump(pred, f)
+        workdirs.append(str(w))
+    out = calibration_ab(workdirs, str(build))
+    first, second = out["runs"]
+    assert first["long_f1_fixed"] == pytest.approx(0.5)  # x: F1 0, y: F1 1
+    assert first["long_f1_fitted"] == pytest.approx(1.0)  # both found at 0.25
+    assert second["long_f1_fitted"] == pytest.approx(0.5)  # at 0.75: as at 0.5
+    d = out["summary"]["long_f1"]["fitted_minus_fixed"]
+    assert d["per_seed"] == pytest.approx([0.5, 0.0]) and not d["better_every_seed"]
+    assert out["summary"]["clip_f1"]["fitted_minus_fixed"]["per_seed"] == pytest.approx([0.1, -0.1])

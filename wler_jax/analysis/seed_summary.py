@@ -53,3 +53,40 @@ def merge(paths: list[str], baseline: str | None, train_set: str) -> dict:
             "train_set": train_set, "merged_from": [os.path.basename(p) for p in paths],
             "baseline": base, "runs": [runs[k] for k in sorted(runs, key=lambda k: (k[1], k[0]))],
             "summary": summary}
+
+
+def calibration_effect(workdir: str, build: str | None = None, name: str = "mixtures") -> dict:
+    """What the thresholds fitted on validation (`thresholds.json`) change against the fixed
+    0.5 on one run: clip F1 on the test split (results.json), and, given the benchmark's build
+    folder, F1 of the tags of its long test recordings (`<name>_predictions.json`)."""
+    from wler_jax.analysis.real_scoring import long_tags
+    from wler_jax.evaluate import scoring
+
+    with open(os.path.join(workdir, "results.json")) as f:
+        calib = json.load(f)["test"]["calibration"]
+    out = {"workdir": workdir, "clip_f1_fixed": calib["clip_f1_fixed"],
+           "clip_f1_fitted": calib["clip_f1_fitted"]}
+    if build:
+        with open(os.path.join(workdir, "thresholds.json")) as f:
+            fitted = json.load(f)["thresholds"]
+        with open(os.path.join(workdir, f"{name}_predictions.json")) as f:
+            _, names, labels, scores = long_tags(json.load(f), build, name)
+        for key, cut in (("fixed", 0.5), ("fitted", fitted)):
+            out[f"long_f1_{key}"] = scoring.clip_f1_scores(labels, scores, names, cut)["clip_f1"]
+    return out
+
+
+def calibration_ab(workdirs: list[str], build: str | None = None) -> dict:
+    """`calibration_effect` of several seeds' runs, with the paired fitted - fixed difference
+    of each F1 over them (mean, std, t-interval, per seed)."""
+    runs = [calibration_effect(w, build) for w in workdirs]
+    summary = {}
+    for figure in ("clip_f1", "long_f1"):
+        if f"{figure}_fixed" in runs[0]:
+            diff = [r[f"{figure}_fitted"] - r[f"{figure}_fixed"] for r in runs]
+            summary[figure] = {
+                "fixed": stats.t_stats([r[f"{figure}_fixed"] for r in runs]),
+                "fitted": stats.t_stats([r[f"{figure}_fitted"] for r in runs]),
+                "fitted_minus_fixed": {**stats.t_stats(diff), "per_seed": diff,
+                                       "better_every_seed": bool(min(diff) > 0)}}
+    return {"runs": runs, "summary": summary}
