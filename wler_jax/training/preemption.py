@@ -5,9 +5,10 @@ SIGINT. `Watch` is active around the training loop (`train.train_and_evaluate`):
 signal the loop finishes the step it is in, writes the latest checkpoint with its position in
 the epoch, and raises `Preempted`; `wler_jax.main` logs one line saying how to resume and
 exits with `EXIT_PREEMPTED`, which a scheduler or script tells from success (0), a failure
-(1) and a user error (2). A second Ctrl-C stops at once (KeyboardInterrupt). Outside the
-loop (set-up, the final evaluation) the signals keep their default meaning: nothing is lost
-there that a restart does not redo from the checkpoints.
+(1) and a user error (2). A second Ctrl-C stops at once (KeyboardInterrupt). On one process,
+outside the loop (set-up, the final evaluation) the signals keep their default meaning: nothing
+is lost there that a restart does not redo from the checkpoints. With several processes JAX's
+service holds SIGTERM for the whole run, so one outside the loop lets the run go on to its end.
 
 Several processes must stop at the same step, or their collectives wait for each other for
 ever. JAX's preemption service (`jax_enable_preemption_service`, on in

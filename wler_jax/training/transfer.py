@@ -114,7 +114,8 @@ def has_started(workdir: str) -> bool:
 
 def load_source(init_from: str) -> Any:
     """The source workdir's best parameters (host arrays)."""
-    ckpt = checkpoints.Checkpointer(os.path.abspath(os.path.expanduser(init_from)))
+    ckpt = checkpoints.Checkpointer(os.path.abspath(os.path.expanduser(init_from)),
+                                    read_only=True)  # another run's workdir: never written
     try:
         params, _ = ckpt.restore_best()
     finally:
