@@ -182,6 +182,17 @@ def test_unreadable_latest_falls_back_to_the_step_before(tmp_path, caplog, corru
     assert int(ckpt.restore_latest(_state(0))[0]["step"]) == 2
 
 
+def test_a_step_saved_again_replaces_itself(tmp_path):
+    """A run stopped after an epoch's last step saved that step without the epoch's
+    validation; resumed, it saves the same step again at the epoch end (orbax never
+    overwrites a step: the old one is deleted first, the step before it still kept)."""
+    ckpt = _saved(tmp_path)
+    ckpt.save_latest(2, _state(2), {"epoch": 1, "batch": 0, "history": [{"epoch": 1}]})
+    ckpt.wait()
+    assert ckpt.latest.all_steps() == [1, 2]
+    assert ckpt.restore_latest(_state(0))[1]["history"] == [{"epoch": 1}]
+
+
 def test_no_readable_checkpoint_is_one_line_not_a_fresh_start(tmp_path):
     _saved(tmp_path).close()
     for step in ("1", "2"):
