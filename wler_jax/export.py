@@ -1,5 +1,9 @@
 """Export a trained model as serialized StableHLO (`jax.export`) that runs with jax alone.
 
+Command line: `python -m wler_jax.export --workdir=DIR [--format=stablehlo|onnx]
+[--output=PATH]`; `--format=onnx` writes the ONNX model of `wler_jax.export_onnx` instead
+(onnxruntime; log-mel front end inside, batch 1, any length).
+
     export_model(workdir, "model.jaxexport")           # + "model.jaxexport.json" (class names)
     model = load_exported("model.jaxexport")           # needs only jax and numpy
     out = model(audio, num_samples)                    # {"clip", "segments", "segment_mask"}

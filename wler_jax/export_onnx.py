@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from typing import Any, Iterator
 
@@ -141,6 +142,11 @@ def network_graph(spec, params):
     """The network from log-mel features ([4, 1, T, 128], T >= 128 symbolic) and num_frames
     [1] to clip [1, C] and segments [1, S, C] probabilities, converted by jax2onnx."""
     from jax import export as jax_export
+
+    # jax2onnx imports its example plugins too; those needing packages its core does not
+    # (equinox, dm-pix: see docs/deployment.md "ONNX") log a traceback each. Not errors.
+    logging.getLogger("jax2onnx.plugins.plugin_system").setLevel(logging.ERROR)
+    logging.getLogger("onnx_ir.serde").setLevel(logging.ERROR)  # shape-only values it skips
     from jax2onnx import to_onnx
 
     def scores(feats, num_frames):
