@@ -20,7 +20,7 @@ offline route's soxr_hq), flushed at `close` and cut to ceil(n * 44100 / sr) sam
 `librosa.resample` cuts it: the streamed samples equal `audio.to_mono_44k` of the whole
 recording up to float rounding, whatever the block sizes (tests/test_stream.py).
 
-Memory: the samples from the current chunk's start on (at most the largest rung, ~1.9 MB) plus
+Memory: the samples from the current chunk's start on (at most the largest rung, 4.5 MB) plus
 the block being pushed, and the resampler's state; nothing grows with the stream's length.
 Clip scores need every segment (the global pooling), so the stream reports segments and events
 only; score a finished recording with `predict_waveform` for its clip scores.

@@ -17,6 +17,7 @@ from wler_jax.audio import AudioError
 
 RAW_FORMATS = ("s16le", "s24le", "s32le", "f32le", "f64le", "u8")
 _WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 1, 3, 0xFFFE
+_UNKNOWN_SIZE = 0x7FFF0000  # a data size at least this large is taken as "to the end"
 READ_BYTES = 1 << 14  # at most this many bytes per read (~0.19 s of 44.1 kHz mono int16)
 
 
@@ -63,7 +64,8 @@ def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
 
 def read_wav_header(f: BinaryIO, head: bytes) -> tuple[StreamFormat, int]:
     """Parse a WAV header whose first 4 bytes (`head`) were read already; leaves `f` at the
-    first sample. Returns the format and the data size in bytes (0 when unknown)."""
+    first sample. Returns the format and the data size in bytes (0 when unknown: read to the
+    end of the stream)."""
     riff = head + _read_exact(f, 8, "RIFF")
     if riff[:4] not in (b"RIFF", b"RF64") or riff[8:12] != b"WAVE":
         raise AudioError("<stream>", "is not a WAV stream (no RIFF/WAVE header)")
@@ -73,7 +75,8 @@ def read_wav_header(f: BinaryIO, head: bytes) -> tuple[StreamFormat, int]:
         if chunk_id == b"data":
             if fmt is None:
                 raise AudioError("<stream>", "WAV data before its fmt chunk")
-            return fmt, 0 if size in (0, 0xFFFFFFFF) else size
+            # Writers to a pipe leave the size unknown: 0, 0xFFFFFFFF, or sox's 0x7FFFF000.
+            return fmt, 0 if size == 0 or size >= _UNKNOWN_SIZE else size
         body = _read_exact(f, size + (size & 1), chunk_id.decode("latin-1"))
         if chunk_id == b"fmt ":
             tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
