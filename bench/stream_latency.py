@@ -59,7 +59,7 @@ def run_stream(spec, params, audio: np.ndarray, rate: int, block: int) -> dict:
         if segments:
             compute += [dt] * len(segments)
             reported += len(segments)
-        held = max(held, tagger._buffer.size)
+        held = max(held, tagger.held_samples)
     tail = tagger.close()
     total = time.perf_counter() - start
     return {"compute_s": compute, "total_s": total, "held_samples": held,

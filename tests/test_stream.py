@@ -99,7 +99,7 @@ def test_memory_is_bounded_whatever_the_length(model):
     held, count = [], 0
     for _ in range(60):
         count += len(tagger.push(x))
-        held.append(tagger._buffer.size)
+        held.append(tagger.held_samples)
     bound = (256 + 7) * 512 + block
     assert max(held) <= bound  # after 30 s as after 3 s
     assert count + len(tagger.close()) == num_segments(1 + 60 * block // 512)

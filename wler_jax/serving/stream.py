@@ -156,8 +156,11 @@ class StreamTagger:
         self.num_samples = 0  # 44.1 kHz samples received
         self.next_segment = 0  # the first segment not yet reported
         self.closed = False
-        # Front-padded waveform (the STFT's 4 hops of zeros first) from index `_start` on.
-        self._buffer = np.zeros(CONTEXT_HOPS * HOP_LENGTH, np.float32)
+        # _buffer[:_fill]: the front-padded waveform (the STFT's 4 hops of zeros first) from
+        # index _start on, in one array reused for the whole stream (grown only for a block
+        # larger than a chunk), so a push copies its block once.
+        self._buffer = np.zeros(2 * chunk_samples(self.rungs[-1]), np.float32)
+        self._fill = CONTEXT_HOPS * HOP_LENGTH
         self._start = 0
         self.shapes_compiled: set[int] = set()
 
@@ -188,8 +191,13 @@ class StreamTagger:
             valid = total - a * SEGMENT_HOP
             frames = max(SEGMENT_FRAMES, -(-valid // SEGMENT_HOP) * SEGMENT_HOP)
             out += self._score_chunk(a, frames, valid, num_segs - a)
-        self._buffer = np.zeros(0, np.float32)
+        self._buffer, self._fill = np.zeros(0, np.float32), 0
         return out
+
+    @property
+    def held_samples(self) -> int:
+        """Samples held now (the memory bound: at most the largest chunk plus one block)."""
+        return self._fill
 
     @property
     def duration(self) -> float:
@@ -199,7 +207,13 @@ class StreamTagger:
     # -- chunks ------------------------------------------------------------------------------
     def _append(self, samples: np.ndarray) -> None:
         if samples.size:
-            self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
+            end = self._fill + samples.size
+            if end > self._buffer.size:
+                grown = np.zeros(max(2 * self._buffer.size, end), np.float32)
+                grown[:self._fill] = self._buffer[:self._fill]
+                self._buffer = grown
+            self._buffer[self._fill:end] = samples
+            self._fill = end
             self.num_samples += samples.size
 
     def _score_ready(self) -> list[SegmentScores]:
@@ -219,7 +233,7 @@ class StreamTagger:
         segments [lo, hi) and drops the samples no later chunk needs."""
         offset = a * SEGMENT_HOP * HOP_LENGTH - self._start
         n = chunk_samples(frames)
-        piece = self._buffer[offset:offset + n]
+        piece = self._buffer[offset:min(offset + n, self._fill)]
         length = piece.size
         audio = np.zeros((1, n), np.float32)
         audio[0, :length] = piece
@@ -238,7 +252,9 @@ class StreamTagger:
         self.next_segment = a + hi
         keep_from = max(self.next_segment - 1, 0) * SEGMENT_HOP * HOP_LENGTH
         if keep_from > self._start:
-            self._buffer = self._buffer[keep_from - self._start:].copy()
+            drop = keep_from - self._start
+            self._buffer[:self._fill - drop] = self._buffer[drop:self._fill].copy()
+            self._fill -= drop
             self._start = keep_from
         return out
 
