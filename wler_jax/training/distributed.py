@@ -19,11 +19,12 @@ all of them. This module holds what the training loop needs on top of that, so t
 - `summary_writer`, `is_main`: process 0 writes TensorBoard events, results.json and progress
   lines; the others log warnings only (`quiet_other_processes`).
 - `check_workdir`: a workdir is resumed on the process count that made it, or refused with one
-  line.
-- SIGTERM (a preempted host) on any process: every process writes the checkpoint of the same
-  step and exits (`wler_jax.training.preemption`, through JAX's preemption service). Orbax itself writes and reads checkpoints from several processes (process 0 writes
+  line. Orbax itself writes and reads checkpoints from several processes (process 0 writes
   the metadata and the replicated arrays, every process joins its barriers), so
   `wler_jax.checkpoints` is the same code on one host and on many.
+- SIGTERM (a preempted host) on any process: every process writes the checkpoint of the same
+  step and exits (`wler_jax.training.preemption`, through JAX's preemption service);
+  `wait_for_all` starts the first step on every process together.
 
 The batch plan (`batch_plan.RecordingBatcher`) depends on the global device count only, so it
 is identical on every process and so are the global batch shapes.
