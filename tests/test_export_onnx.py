@@ -22,7 +22,9 @@ ATOL = 1e-4  # probabilities; measured <= 7e-6 here (the front ends differ by <=
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    return make_workdir(tmp_path_factory.mktemp("onnx_workdir"), seed=7)
+    """Attention pooling: the pooling's own layer and per-segment extras go through the
+    conversion too (max pooling, the default, is what bench/onnx_speed.py checks)."""
+    return make_workdir(tmp_path_factory.mktemp("onnx_workdir"), pooling="attention", seed=7)
 
 
 @pytest.fixture(scope="module")
