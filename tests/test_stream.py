@@ -196,6 +196,17 @@ def test_predict_stream_cli(workdir, model, monkeypatch, capsys):
         (e["label"], round(e["start"], 6)) for e in want)
     assert lines[-1] == {"type": "end", "duration": round(n / SAMPLE_RATE, 6),
                          "segments": len(ref)}
+    # Raw PCM at 16 kHz, stereo: the flags say what it is; scores as the offline route's.
+    sr = 16_000
+    pcm = (np.stack([x[:3 * sr], x[:3 * sr][::-1]], 1) * 20_000).astype("<i2")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(_Pipe(pcm.tobytes())))
+    assert predict.cli(["predict", f"--workdir={workdir}", "--stream", "-",
+                        "--stream_format=s16le", f"--stream_rate={sr}",
+                        "--stream_channels=2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    ref = offline(model, audio.to_mono_44k(pcm / np.float32(32768), sr))
+    np.testing.assert_allclose([[r["scores"][c] for c in CLASSES] for r in lines
+                                if r["type"] == "segment"], ref, atol=float_atol(1e-5))
     # Raw PCM needs its format; garbage is one line, exit code 2.
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(_Pipe(b"\x00\x01" * 5000)))
     with pytest.raises(SystemExit) as exc:
