@@ -151,12 +151,15 @@ def main(argv: Sequence[str]) -> int:
                                     else "model.jaxexport")
     with errors.report_user_errors():
         if flag_values.format == "onnx":
-            try:
-                from wler_jax import export_onnx
-                import jax2onnx  # noqa: F401
-                import onnx  # noqa: F401
-            except ImportError as e:
-                errors.fail(f"--format=onnx needs {e.name}: pip install -e '.[onnx]'")
+            import importlib.util
+
+            from wler_jax import export_onnx
+
+            missing = [m for m in ("onnx", "jax2onnx") if importlib.util.find_spec(m) is None]
+            if missing:
+                errors.fail(f"--format=onnx needs {' and '.join(missing)}: pip install -e "
+                            "'.[onnx]' && pip install --no-deps jax2onnx==0.17.1 "
+                            "(docs/deployment.md, ONNX)")
             export_onnx.export_onnx(flag_values.workdir, output)
         else:
             export_model(flag_values.workdir, output)

@@ -71,7 +71,7 @@ def main(argv: Sequence[str]) -> int:
     if not FLAGS.workdir:
         errors.fail("--workdir is required; give the workdir of a training run")
     if FLAGS.stream is not None:
-        from wler_jax.predict import stream_cli  # noqa: deferred, only --stream needs it
+        from wler_jax.predict import stream_cli  # deferred: only --stream needs it
 
         with errors.report_user_errors():
             return stream_cli.run(FLAGS.workdir, FLAGS.stream, inputs, threshold=FLAGS.threshold,
