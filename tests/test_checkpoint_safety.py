@@ -94,8 +94,8 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path, caplog):
 
 
 def test_main_refuses_a_busy_workdir_in_one_line(tmp_path):
-    with workdir_lock.WorkdirLock(str(tmp_path / "w")) if os.makedirs(tmp_path / "w") is None \
-            else contextlib.nullcontext():
+    os.makedirs(tmp_path / "w")
+    with workdir_lock.WorkdirLock(str(tmp_path / "w")):
         proc = subprocess.run(
             [sys.executable, "-m", "wler_jax.main", "--config=configs/wler.py:smoke",
              f"--workdir={tmp_path / 'w'}", f"--config.data.data_dir={tmp_path / 'd'}"],
