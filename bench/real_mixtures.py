@@ -1,6 +1,6 @@
 """Real-recording benchmark: DCASE 2016 task 2 office events, WLER vs SLAT over seeds.
 
-  python -m bench.real_mixtures --source=/work/realdata/sased --out=/work/realdata/bench
+  python -m bench.real_mixtures --source=/data/sased --out=/data/office_bench
   python -m bench.real_mixtures --source=... --out=... --train --seeds=5 [--size=cpu]
       [--config=configs/experiments/real_office.py] [--epochs=72] [--width=0.125]
       [--override=train.ema_decay=0.999 ...] [--json=PATH]

@@ -1,7 +1,7 @@
 """Does a pretrained network help on a small real set? Scratch vs fine-tuning vs linear probes.
 
-  python -m bench.real_mixtures --source=/work/realdata/sased --out=/work/realdata/bench  # once
-  python -m bench.transfer --clips=/work/realdata/bench/clips.csv --out=/work/realdata/transfer \
+  python -m bench.real_mixtures --source=/data/sased --out=/data/office_bench  # once
+  python -m bench.transfer --clips=/data/office_bench/clips.csv --out=/data/transfer \
       [--config=configs/experiments/transfer_office.py] [--source_workdir=DIR] [--seeds=3]
       [--size=cpu] [--freeze=] [--override=FIELD=VALUE] [--json=bench/results/transfer_cpu.json]
 
