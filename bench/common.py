@@ -247,6 +247,23 @@ def make_model(kind: str, width: float, dtype, conv1_impl: str = "plain") -> Mod
                      conv1_impl=resolve_conv1(conv1_impl))
 
 
+def random_params(spec: ModelSpec, seed: int = 0, *, bias_std: float = 0.01):
+    """Params of `spec` drawn with numpy (no init compile): LeCun-normal kernels, biases
+    normal with `bias_std` (0: zeros, drawing nothing)."""
+    shapes = jax.eval_shape(spec.init, jax.random.key(0))
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        if "kernel" in jax.tree_util.keystr(path):
+            return (rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
+                    ).astype(np.float32)
+        if bias_std == 0:
+            return np.zeros(leaf.shape, np.float32)
+        return (bias_std * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
 def init_state(spec: ModelSpec, seed: int = 0):
     """Float32 params (`spec.init`, as training) in a TrainState with the paper's Adagrad."""
     params = jax.jit(spec.init)(jax.random.key(seed))

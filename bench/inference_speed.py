@@ -52,16 +52,7 @@ from wler_jax.serving import chunked, inference
 def random_model(width: float, seed: int = 0) -> predict.Model:
     """A WLER model with numpy-drawn LeCun-normal weights (no training, no init compile)."""
     spec = ModelSpec("wler", NUM_CLASSES, width)
-    shapes = jax.eval_shape(spec.init, jax.random.key(0))
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        if "kernel" in jax.tree_util.keystr(path):
-            return (rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
-                    ).astype(np.float32)
-        return np.zeros(leaf.shape, np.float32)
-
-    params = jax.device_put(jax.tree_util.tree_map_with_path(draw, shapes))
+    params = jax.device_put(common.random_params(spec, seed, bias_std=0.0))
     return predict.Model(params, tuple(f"class_{i}" for i in range(NUM_CLASSES)), None,
                          functools.partial(inference.predict, spec), spec)
 

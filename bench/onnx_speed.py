@@ -39,28 +39,14 @@ from wler_jax.serving import inference
 def random_model(width: float, seed: int = 0) -> predict.Model:
     """A WLER model with numpy-drawn LeCun-normal weights (no init compile)."""
     spec = ModelSpec("wler", NUM_CLASSES, width)
-    shapes = jax.eval_shape(spec.init, jax.random.key(0))
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        if "kernel" in jax.tree_util.keystr(path):
-            return (rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
-                    ).astype(np.float32)
-        return (0.01 * rng.standard_normal(leaf.shape)).astype(np.float32)
-
-    params = jax.tree_util.tree_map_with_path(draw, shapes)
-    return predict.Model(params, tuple(f"c{i}" for i in range(NUM_CLASSES)), None,
+    return predict.Model(common.random_params(spec, seed),
+                         tuple(f"c{i}" for i in range(NUM_CLASSES)), None,
                          lambda p, b: inference.predict(spec, p, b), spec)
 
 
 def median_time(fn, reps: int) -> float:
-    fn()  # compile / plan
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    """Median seconds of `fn()` (which blocks on its result) after one warm-up call."""
+    return float(common.time_calls(fn, reps, sync=lambda _: None)["median"])
 
 
 def speed(model, session, front, seconds: float, reps: int) -> dict:

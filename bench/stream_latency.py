@@ -34,20 +34,6 @@ from wler_jax.model.spec import ModelSpec
 from wler_jax.serving import stream
 
 
-def random_params(spec: ModelSpec, seed: int = 0):
-    """LeCun-normal kernels, small biases, drawn with numpy (no init compile)."""
-    shapes = jax.eval_shape(spec.init, jax.random.key(0))
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        if "kernel" in jax.tree_util.keystr(path):
-            return (rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
-                    ).astype(np.float32)
-        return (0.01 * rng.standard_normal(leaf.shape)).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
 def run_stream(spec, params, audio: np.ndarray, rate: int, block: int) -> dict:
     tagger = stream.StreamTagger(spec, params, sample_rate=rate)
     compute, held, reported = [], 0, 0
@@ -76,7 +62,7 @@ def main() -> None:
     args = p.parse_args()
     t_start = time.time()
     spec = ModelSpec("wler", NUM_CLASSES, args.width)
-    params = random_params(spec)
+    params = common.random_params(spec)
     audio_wait_s = (SEGMENT_HOP + CONTEXT_AFTER) * HOP_LENGTH / SAMPLE_RATE
     rows = []
     for rate in args.rates:
