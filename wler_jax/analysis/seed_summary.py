@@ -7,6 +7,8 @@ import os
 
 from wler_jax import errors
 from wler_jax.analysis import stats
+from wler_jax.analysis.real_scoring import long_tags
+from wler_jax.evaluate import scoring
 
 FIGURES = {"clip_test": lambda r: r["test_mAP"], "clip_validation": lambda r: r["validation_mAP"],
            "long_test": lambda r: r["long_tagging"]["mAP"],
@@ -59,9 +61,6 @@ def calibration_effect(workdir: str, build: str | None = None, name: str = "mixt
     """What the thresholds fitted on validation (`thresholds.json`) change against the fixed
     0.5 on one run: clip F1 on the test split (results.json), and, given the benchmark's build
     folder, F1 of the tags of its long test recordings (`<name>_predictions.json`)."""
-    from wler_jax.analysis.real_scoring import long_tags
-    from wler_jax.evaluate import scoring
-
     with open(os.path.join(workdir, "results.json")) as f:
         calib = json.load(f)["test"]["calibration"]
     out = {"workdir": workdir, "clip_f1_fixed": calib["clip_f1_fixed"],
